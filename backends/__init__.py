@@ -1,0 +1,12 @@
+"""Backends: turn a (spiking) IR graph into files in OUT/.
+
+A backend declares the IR facts it requires and writes {relative path: bytes}; the driver
+writes them atomically. Registry: BACKENDS.
+"""
+from __future__ import annotations
+
+from snnc.backends.sim import SimBackend
+
+BACKENDS = {"sim": SimBackend}
+
+__all__ = ["BACKENDS", "SimBackend"]

@@ -1,0 +1,485 @@
+"""snnc NumPy runtime: the executable meaning of the snnc IR.
+
+This file depends on numpy alone. snnc imports it as its reference simulator and copies it
+verbatim into every compiled OUT/ directory as `snn_runtime.py`, so a compiled network runs
+anywhere numpy does:
+
+    python OUT/snn_runtime.py OUT --data test.npz --timesteps 8,16,32
+
+It executes the on-disk IR form (graph.json + params.npz, see ir/serialize.py).
+
+Two modes:
+  * run_ann(): evaluates ANN-level ops on batch-leading arrays (used by the differential
+    tests against onnxruntime, and after every ANN-preserving pass).
+  * simulate(): runs a spiking graph for T steps. Feed-forward graphs run layer-major: all
+    steps of a time chunk go through one op as one batched matmul/conv, then the cheap
+    neuron scan over time. Signals are (T_chunk, B, ...) arrays; a signal constant in time
+    (the analog input current and whatever linear ops compute from it) is kept as
+    (1, B, ...) and computed once.
+Coding lives in the spiking ops (encode, if, spikemaxpool, accumulate); nothing here
+assumes rate coding outside them.
+"""
+from __future__ import annotations
+
+import json
+import math
+import os
+import sys
+from typing import Any, Callable, Iterator
+
+import numpy as np
+
+FORMAT, VERSION = "snnc-ir", 1
+F32 = np.float32
+
+# ------------------------------------------------------------------ window helpers --------
+
+
+def _ceil_extra(size: int, k: int, s: int, pb: int, pe: int, d: int, ceil_mode: bool) -> int:
+    """Extra end padding that ceil_mode needs so that every output window exists."""
+    if not ceil_mode:
+        return 0
+    span = size + pb + pe - d * (k - 1) - 1
+    out = -(-span // s) + 1
+    if (out - 1) * s >= size + pb:
+        out -= 1
+    need = (out - 1) * s + d * (k - 1) + 1
+    return max(0, need - (size + pb + pe))
+
+
+def _pad_hw(x: np.ndarray, pads, extra=(0, 0), value: float = 0.0) -> np.ndarray:
+    t, left, b, r = pads
+    if not (t or left or b or r or extra[0] or extra[1]):
+        return x
+    width = [(0, 0)] * (x.ndim - 2) + [(t, b + extra[0]), (left, r + extra[1])]
+    return np.pad(x, width, constant_values=value)
+
+
+def _windows(x: np.ndarray, k, s, d) -> np.ndarray:
+    """View (..., C, OH, OW, kh, kw) of a padded (..., C, H, W) array."""
+    kh, kw = k
+    eh, ew = d[0] * (kh - 1) + 1, d[1] * (kw - 1) + 1
+    v = np.lib.stride_tricks.sliding_window_view(x, (eh, ew), axis=(-2, -1))
+    return v[..., :: s[0], :: s[1], :: d[0], :: d[1]]
+
+
+# ------------------------------------------------------------------ ANN kernels -----------
+# Each kernel: (op record, params, list of input arrays with leading batch) -> array.
+
+
+def k_conv(op, P, xs):
+    x = xs[0]
+    a = op["attrs"]
+    w = P[op["params"]["weight"]]
+    o, cg, kh, kw = w.shape
+    g = a["groups"]
+    b, c = x.shape[:2]
+    xp = _pad_hw(x, a["pads"])
+    if (kh, kw) == (1, 1) and tuple(a["strides"]) == (1, 1) and g == 1:
+        h, wd = xp.shape[2:]
+        y = np.matmul(w.reshape(o, c), xp.reshape(b, c, h * wd)).reshape(b, o, h, wd)
+    elif g == c and cg == 1:  # depthwise (o = c * multiplier)
+        win = _windows(xp, (kh, kw), a["strides"], a["dilations"])
+        m = o // c
+        y = np.einsum("bchwij,cmij->bcmhw", win,
+                      w.reshape(c, m, kh, kw), optimize=True)
+        y = y.reshape(b, o, *y.shape[3:])
+    else:
+        win = _windows(xp, (kh, kw), a["strides"], a["dilations"])  # b c oh ow kh kw
+        oh, ow = win.shape[2:4]
+        og = o // g
+        outs = []
+        for gi in range(g):
+            wg = w[gi * og:(gi + 1) * og].reshape(og, cg * kh * kw)
+            cols = win[:, gi * cg:(gi + 1) * cg].transpose(0, 2, 3, 1, 4, 5)
+            cols = cols.reshape(b * oh * ow, cg * kh * kw)
+            outs.append((cols @ wg.T).reshape(b, oh, ow, og))
+        y = (outs[0] if g == 1 else np.concatenate(outs, axis=3)).transpose(0, 3, 1, 2)
+    bias = op["params"].get("bias")
+    if bias:
+        y = y + P[bias][:, None, None]
+    return np.ascontiguousarray(y, dtype=F32)
+
+
+def k_dense(op, P, xs):
+    y = xs[0] @ P[op["params"]["weight"]].T
+    bias = op["params"].get("bias")
+    if bias:
+        y += P[bias]
+    return y.astype(F32, copy=False)
+
+
+def k_batchnorm(op, P, xs):
+    p = op["params"]
+    x = xs[0]
+    tail = (1,) * (x.ndim - 2)
+    scale = P[p["scale"]] / np.sqrt(P[p["var"]] + F32(op["attrs"]["epsilon"]))
+    shift = P[p["bias"]] - P[p["mean"]] * scale
+    return (x * scale.reshape(-1, *tail) + shift.reshape(-1, *tail)).astype(F32, copy=False)
+
+
+def k_affine(op, P, xs):
+    y = xs[0]
+    if op["params"].get("scale"):
+        y = y * P[op["params"]["scale"]]
+    if op["params"].get("shift"):
+        y = y + P[op["params"]["shift"]]
+    return y.astype(F32, copy=False)
+
+
+def k_relu(op, P, xs):
+    return np.maximum(xs[0], F32(0))
+
+
+def k_clip(op, P, xs):
+    lo, hi = op["attrs"]["lo"], op["attrs"]["hi"]
+    return np.clip(xs[0], -np.inf if lo is None else lo, np.inf if hi is None else hi
+                   ).astype(F32, copy=False)
+
+
+def _pool_view(op, x, value, dil=(1, 1)):
+    a = op["attrs"]
+    k, s, pads = a["kernel"], a["strides"], a["pads"]
+    extra = tuple(_ceil_extra(x.shape[2 + i], k[i], s[i], pads[i], pads[2 + i], dil[i],
+                              a["ceil_mode"]) for i in range(2))
+    return _windows(_pad_hw(x, pads, extra, value), k, s, dil), extra
+
+
+def k_maxpool(op, P, xs):
+    win, _ = _pool_view(op, xs[0], -np.inf, op["attrs"]["dilations"])
+    return win.max(axis=(-2, -1))
+
+
+def k_avgpool(op, P, xs):
+    a = op["attrs"]
+    x = xs[0]
+    win, extra = _pool_view(op, x, 0.0)
+    total = win.sum(axis=(-2, -1), dtype=F32)
+    # The divisor counts real inputs, plus explicit pads when count_include_pad; never the
+    # extra end padding ceil_mode adds (ONNX/PyTorch semantics).
+    ones = np.ones((1, 1) + x.shape[2:], F32)
+    if a["count_include_pad"]:
+        ones = _pad_hw(ones, a["pads"], (0, 0), 1.0)
+        cnt = _windows(_pad_hw(ones, (0, 0, 0, 0), extra, 0.0), a["kernel"], a["strides"],
+                       (1, 1))
+    else:
+        cnt = _windows(_pad_hw(ones, a["pads"], extra, 0.0), a["kernel"], a["strides"],
+                       (1, 1))
+    return (total / cnt.sum(axis=(-2, -1))).astype(F32, copy=False)
+
+
+def k_add(op, P, xs):
+    y = xs[0]
+    for x in xs[1:]:
+        y = y + x
+    return y
+
+
+def k_concat(op, P, xs):
+    return np.concatenate(xs, axis=op["attrs"]["axis"] + 1)
+
+
+def k_flatten(op, P, xs):
+    return xs[0].reshape(xs[0].shape[0], -1)
+
+
+def k_reshape(op, P, xs):
+    return xs[0].reshape(xs[0].shape[0], *op["attrs"]["shape"])
+
+
+def k_pad(op, P, xs):
+    pads = op["attrs"]["pads"]
+    r = len(pads) // 2
+    return np.pad(xs[0], [(0, 0)] + [(pads[i], pads[r + i]) for i in range(r)])
+
+
+def k_softmax(op, P, xs):
+    x = xs[0]
+    ax = op["attrs"]["axis"] % max(1, x.ndim - 1) + 1
+    f = x.reshape(*x.shape[:ax], -1)
+    e = np.exp(f - f.max(axis=-1, keepdims=True))
+    return (e / e.sum(axis=-1, keepdims=True)).reshape(x.shape).astype(F32, copy=False)
+
+
+ANN_KERNELS: dict[str, Callable] = {
+    "conv": k_conv, "dense": k_dense, "batchnorm": k_batchnorm, "affine": k_affine,
+    "relu": k_relu, "clip": k_clip, "maxpool": k_maxpool, "avgpool": k_avgpool,
+    "add": k_add, "concat": k_concat, "flatten": k_flatten, "reshape": k_reshape,
+    "pad": k_pad, "softmax": k_softmax,
+}
+
+# ops that only move data: spikes stay spikes through them
+SHAPE_ONLY = {"flatten", "reshape", "pad", "concat"}
+# ops whose inputs, when they carry events, cost synaptic operations
+SYNAPTIC = {"conv", "dense", "avgpool", "affine", "add", "batchnorm"}
+
+
+# ------------------------------------------------------------------ counter-based RNG -----
+def _mix32(x: np.ndarray) -> np.ndarray:
+    """lowbias32 integer hash (uint32 -> uint32); reproducible in any language."""
+    x = x.astype(np.uint32, copy=True)
+    x ^= x >> np.uint32(16)
+    x *= np.uint32(0x7FEB352D)
+    x ^= x >> np.uint32(15)
+    x *= np.uint32(0x846CA68B)
+    x ^= x >> np.uint32(16)
+    return x
+
+
+def poisson_uniform(seed: int, sample: np.ndarray, t: int, n: int) -> np.ndarray:
+    """Uniform [0, 1) draws for (samples, n neurons) at step t, a pure function of
+    (seed, global sample index, t, neuron index): independent of batching."""
+    with np.errstate(over="ignore"):
+        h = _mix32(np.arange(n, dtype=np.uint32)[None, :]
+                   ^ _mix32(np.uint32(t) ^ _mix32(sample.astype(np.uint32)[:, None]
+                                                  ^ np.uint32(seed & 0xFFFFFFFF))))
+    return (h >> np.uint32(8)).astype(F32) * F32(1.0 / (1 << 24))
+
+
+# ------------------------------------------------------------------ network --------------
+class Network:
+    """A loaded IR graph, runnable as an ANN (ANN-level ops) or as an SNN (spiking ops)."""
+
+    def __init__(self, graph: dict[str, Any], params: dict[str, np.ndarray]):
+        if graph.get("format") != FORMAT or graph.get("version") != VERSION:
+            raise ValueError(f"not a {FORMAT} v{VERSION} graph")
+        self.g = graph
+        self.P = {k: np.asarray(v) for k, v in params.items()}
+        self.ops = graph["ops"]
+        self.shapes = {r["name"]: tuple(r["shape"]) for r in graph["inputs"]}
+        self.shapes.update({k: tuple(v) for k, v in graph["shapes"].items()})
+        self.spiking = "spiking" in graph["facts"]
+        self._fanout: dict[tuple[str, int], np.ndarray] = {}
+
+    @classmethod
+    def load(cls, directory: str) -> "Network":
+        with open(os.path.join(directory, "graph.json")) as f:
+            g = json.load(f)
+        with np.load(os.path.join(directory, "params.npz"), allow_pickle=False) as z:
+            params = {k: z[k] for k in z.files}
+        return cls(g, params)
+
+    # ---------------------------------------------------------------- ANN mode ---------
+    def run_ann(self, feeds: dict[str, np.ndarray], outputs: list[str] | None = None
+                ) -> dict[str, np.ndarray]:
+        env = {k: np.asarray(v, F32) for k, v in feeds.items()}
+        for op in self.ops:
+            kern = ANN_KERNELS.get(op["kind"])
+            if kern is None:
+                raise ValueError(f"op {op['name']} ({op['kind']}) is not an ANN-level op")
+            env[op["out"]] = kern(op, self.P, [env[i] for i in op["inputs"]])
+        return {k: env[k] for k in (outputs or self.g["outputs"])}
+
+    # ---------------------------------------------------------------- SNN mode ---------
+    def fanout(self, op: dict, index: int) -> np.ndarray:
+        """Per-element fan-out (synapses leaving each input element) of operand `index`."""
+        key = (op["name"], index)
+        if key not in self._fanout:
+            shape = self.shapes[op["inputs"][index]]
+            kind = op["kind"]
+            if kind in ("conv", "avgpool"):
+                # Count, per input element, the outputs whose window covers it: the
+                # adjoint of the op applied to ones (weights replaced by ones).
+                o = (self.P[op["params"]["weight"]].shape[0] // op["attrs"]["groups"]
+                     if kind == "conv" else 1)
+                a = op["attrs"]
+                k = (self.P[op["params"]["weight"]].shape[2:] if kind == "conv"
+                     else a["kernel"])
+                d = a.get("dilations", (1, 1))
+                extra = tuple(_ceil_extra(shape[1 + i], k[i], a["strides"][i], a["pads"][i],
+                                          a["pads"][2 + i], d[i], a.get("ceil_mode", False))
+                              for i in range(2))
+                idx = np.arange(math.prod(shape[1:]), dtype=np.int64).reshape(1, *shape[1:])
+                idx = _pad_hw(idx.astype(np.float64), a["pads"], extra, -1.0)
+                win = _windows(idx, k, a["strides"], d).reshape(-1)
+                win = win[win >= 0].astype(np.int64)
+                cnt = np.bincount(win, minlength=math.prod(shape[1:])).astype(F32)
+                fo = np.broadcast_to(cnt.reshape(1, *shape[1:]) * o, shape)
+            elif kind == "dense":
+                fo = np.full(shape, self.P[op["params"]["weight"]].shape[0], F32)
+            else:
+                fo = np.ones(shape, F32)
+            self._fanout[key] = np.ascontiguousarray(fo, dtype=F32)
+        return self._fanout[key]
+
+    def simulate(self, x: np.ndarray, timesteps: int, *, sample_offset: int = 0,
+                 chunk_bytes: int = 1 << 28, record: Callable | None = None
+                 ) -> dict[str, np.ndarray]:
+        """Run one batch for `timesteps` steps.
+
+        Returns, per step t = 1..T: "output" (T, B, ...) of the first graph output (the
+        readout), "spikes" {op name: (T,) total spikes of the batch}, "synops" (T,) and,
+        when `record(op_name, t0, chunk)` is given, it sees every neuron op's spike chunk.
+        """
+        if not self.spiking:
+            raise ValueError("graph is not spiking; convert it first")
+        b = x.shape[0]
+        largest = max(math.prod(s) for s in self.shapes.values())
+        tc = int(max(1, min(timesteps, chunk_bytes // max(1, b * largest * 4))))
+        state: dict[str, Any] = {}
+        out_name = self.g["outputs"][0]
+        outputs = []
+        spikes = {op["name"]: np.zeros(timesteps, np.float64) for op in self.ops
+                  if op["kind"] == "if"}
+        synops = np.zeros(timesteps, np.float64)
+        samples = np.arange(sample_offset, sample_offset + b)
+        feeds = {r["name"]: np.asarray(x, F32) for r in self.g["inputs"][:1]}
+        for t0 in range(0, timesteps, tc):
+            n = min(tc, timesteps - t0)
+            env: dict[str, tuple[np.ndarray, bool, bool]] = {}  # value -> (data, const, event)
+            for name, arr in feeds.items():
+                env[name] = (arr[None], True, False)
+            for op in self.ops:
+                ins = [env[i] for i in op["inputs"]]
+                kind = op["kind"]
+                if kind in SYNAPTIC:
+                    for j, (data, const, event) in enumerate(ins):
+                        if event:
+                            fo = self.fanout(op, j)
+                            if const:  # an event signal constant in time
+                                data = np.broadcast_to(data, (n,) + data.shape[1:])
+                            synops[t0:t0 + n] += (data.reshape(n, b, -1) @ fo.reshape(-1)
+                                                  ).sum(axis=1, dtype=np.float64)
+                res = self._step_op(op, ins, n, t0, b, state, samples)
+                env[op["out"]] = res
+                if kind == "if":
+                    spikes[op["name"]][t0:t0 + n] += res[0].reshape(n, -1).sum(
+                        axis=1, dtype=np.float64)
+                    if record is not None:
+                        record(op["name"], t0, res[0])
+            data, const, _ = env[out_name]
+            outputs.append(np.broadcast_to(data, (n,) + data.shape[1:]) if const else data)
+        return {"output": np.concatenate(outputs, axis=0), "spikes": spikes,
+                "synops": synops}
+
+    def _step_op(self, op, ins, n, t0, b, state, samples):
+        kind = op["kind"]
+        name = op["name"]
+        if kind == "encode":
+            data, const, _ = ins[0]
+            if op["attrs"]["coding"] == "analog":
+                return data, const, False
+            flat = np.clip(data[0].reshape(b, -1), 0, 1)
+            out = np.empty((n,) + data.shape[1:], F32)
+            for i in range(n):
+                u = poisson_uniform(op["attrs"]["seed"], samples, t0 + i, flat.shape[1])
+                out[i] = (u < flat).reshape(data.shape[1:])
+            return out, False, True
+        if kind == "if":
+            data, const, _ = ins[0]
+            th = self.P[op["params"]["threshold"]].astype(F32)
+            v = state.get(name)
+            if v is None:
+                v = np.empty(data.shape[1:], F32)
+                v[...] = th * F32(op["attrs"]["v_init"])
+                state[name] = v
+            out = np.empty((n,) + data.shape[1:], F32)
+            zero = op["attrs"]["reset"] == "zero"
+            for i in range(n):
+                v += data[0 if const else i]
+                s = out[i]
+                np.greater_equal(v, th, out=s, casting="unsafe")
+                if zero:
+                    v *= F32(1) - s
+                else:
+                    v -= s * th
+            return out, False, True
+        if kind == "spikemaxpool":
+            data, const, event = ins[0]
+            a = op["attrs"]
+            cnt = state.get(name)
+            if cnt is None:
+                cnt = np.zeros(data.shape[1:], F32)
+                state[name] = cnt
+            outs = []
+            for i in range(n):
+                s = data[0 if const else i]
+                cnt += s
+                cview, _ = _pool_view(op, cnt, -1.0, a["dilations"])
+                sview, _ = _pool_view(op, s, 0.0, a["dilations"])
+                shp = cview.shape[:-2]
+                sel = cview.reshape(*shp, -1).argmax(axis=-1)[..., None]
+                outs.append(np.take_along_axis(sview.reshape(*shp, -1), sel, axis=-1)[..., 0])
+            return np.stack(outs), False, event
+        if kind == "accumulate":
+            data, const, _ = ins[0]
+            acc = state.get(name)
+            if acc is None:
+                acc = np.zeros(data.shape[1:], F32)
+            if const:
+                steps = np.arange(1, n + 1, dtype=F32).reshape((n,) + (1,) * (data.ndim - 1))
+                out = acc[None] + steps * data
+            else:
+                out = acc[None] + np.cumsum(data, axis=0, dtype=F32)
+            state[name] = out[-1].copy()
+            return out, False, False
+        # Any other op acts step by step on its operands (linear ops: once if constant).
+        kern = ANN_KERNELS[kind]
+        if all(c for _, c, _ in ins):
+            return kern(op, self.P, [d[0] for d, _, _ in ins])[None], True, False
+        flat = []
+        for d, c, _ in ins:
+            full = np.broadcast_to(d, (n,) + d.shape[1:]) if c else d
+            flat.append(full.reshape((n * b,) + d.shape[2:]))
+        y = kern(op, self.P, flat)
+        event = kind in SHAPE_ONLY and all(e for _, _, e in ins)
+        return y.reshape((n, b) + y.shape[1:]), False, event
+
+
+# ------------------------------------------------------------------ evaluation -----------
+def batches(x: np.ndarray, y: np.ndarray | None, batch: int) -> Iterator[tuple[int, Any, Any]]:
+    """The one iterator evaluation takes data through: (offset, x batch, y batch)."""
+    for i in range(0, len(x), batch):
+        yield i, x[i:i + batch], (None if y is None else y[i:i + batch])
+
+
+def evaluate(net: Network, x: np.ndarray, y: np.ndarray, timesteps: list[int],
+             batch: int = 100, progress: Callable | None = None) -> dict[str, Any]:
+    """Accuracy, spikes and SynOps per sample at every step up to max(timesteps)."""
+    tmax = max(timesteps)
+    correct = np.zeros(tmax, np.int64)
+    spikes: dict[str, np.ndarray] = {}
+    synops = np.zeros(tmax)
+    for off, xb, yb in batches(x, y, batch):
+        tr = net.simulate(xb, tmax, sample_offset=off)
+        pred = tr["output"].reshape(tmax, len(xb), -1).argmax(axis=-1)
+        correct += (pred == yb[None, :]).sum(axis=1)
+        for k, v in tr["spikes"].items():
+            spikes[k] = spikes.get(k, 0) + v
+        synops += tr["synops"]
+        if progress:
+            progress(len(xb))
+    n = len(x)
+    total_spikes = sum(spikes.values()) if spikes else np.zeros(tmax)
+    return {
+        "accuracy_per_step": (correct / n).tolist(),
+        "spikes_per_step": (np.asarray(total_spikes) / n).tolist(),
+        "synops_per_step": (synops / n).tolist(),
+        "layer_spikes": {k: (v / n).tolist() for k, v in spikes.items()},
+        "snn": [{"timesteps": t, "accuracy": float(correct[t - 1] / n),
+                 "spikes_per_sample": float(np.sum(total_spikes[:t]) / n),
+                 "synops_per_sample": float(synops[:t].sum() / n)} for t in timesteps],
+    }
+
+
+def _main(argv: list[str]) -> int:
+    import argparse
+
+    ap = argparse.ArgumentParser(description="Run an snnc-compiled SNN with numpy alone.")
+    ap.add_argument("out", help="the snnc output directory")
+    ap.add_argument("--data", required=True, help=".npz with x (N, ...) and y (N,)")
+    ap.add_argument("--timesteps", default="8,16,32,64,128")
+    args = ap.parse_args(argv)
+    net = Network.load(args.out)
+    with np.load(args.data) as z:
+        x, y = z["x"].astype(F32), z["y"].astype(np.int64)
+    res = evaluate(net, x, y, [int(t) for t in args.timesteps.split(",")])
+    for row in res["snn"]:
+        print(f"T={row['timesteps']:5d} accuracy={row['accuracy']:.4f} "
+              f"spikes/sample={row['spikes_per_sample']:.1f} "
+              f"synops/sample={row['synops_per_sample']:.1f}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(_main(sys.argv[1:]))

@@ -1,0 +1,49 @@
+"""Calibration activations computed by onnxruntime on the source model."""
+from __future__ import annotations
+
+import numpy as np
+import onnx
+import onnxruntime as ort
+
+from snnc.ir.errors import SnncError
+
+
+def ort_session(model: onnx.ModelProto) -> ort.InferenceSession:
+    opts = ort.SessionOptions()
+    opts.log_severity_level = 3  # onnxruntime's warnings are not the user's business
+    try:
+        return ort.InferenceSession(model.SerializeToString(), opts,
+                                    providers=["CPUExecutionProvider"])
+    except Exception as e:
+        raise SnncError(f"onnxruntime cannot run the model: {str(e).splitlines()[0]}"
+                        ) from None
+
+
+class OnnxCalibration:
+    """ANN activations of named tensors over a calibration set, batch by batch."""
+
+    def __init__(self, model: onnx.ModelProto, x: np.ndarray, batch: int = 100):
+        self.model, self.x, self.batch = model, x, batch
+        self._cache: dict[str, np.ndarray] = {}
+
+    def activations(self, names: list[str]) -> dict[str, np.ndarray]:
+        g = self.model.graph
+        produced = {o for n in g.node for o in n.output} | {i.name for i in g.input}
+        missing = [n for n in names if n not in self._cache and n in produced]
+        if missing:
+            m = onnx.ModelProto()
+            m.CopyFrom(self.model)
+            del m.graph.output[:]
+            known = {vi.name: vi for vi in list(g.value_info) + list(g.output) + list(g.input)}
+            for n in missing:
+                m.graph.output.append(known[n] if n in known else
+                                      onnx.helper.make_empty_tensor_value_info(n))
+            sess = ort_session(m)
+            inp = sess.get_inputs()[0].name
+            parts: dict[str, list[np.ndarray]] = {n: [] for n in missing}
+            for i in range(0, len(self.x), self.batch):
+                for n, a in zip(missing, sess.run(missing, {inp: self.x[i:i + self.batch]})):
+                    parts[n].append(a)
+            for n in missing:
+                self._cache[n] = np.concatenate(parts[n])
+        return {n: self._cache[n] for n in names if n in self._cache}

@@ -1,0 +1,187 @@
+"""The `snnc` command line: a thin layer over snnc.driver.
+
+    snnc MODEL.onnx -o OUT [--calib CALIB.npz] [--norm max|percentile:P]
+                          [--reset subtract|zero] [--timesteps T] ...
+    snnc check MODEL.onnx
+    snnc eval OUT --data DATA.npz --timesteps 8,16,32 [--json FILE]
+
+Errors a user can cause print one line `snnc: error: ...` and exit 2 (no traceback unless
+--debug); `snnc check` exits 1 when the model cannot be compiled.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+from typing import Sequence
+
+from snnc import __version__
+from snnc.ir.errors import SnncError
+
+COMMANDS = ("check", "eval")
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str):  # usage errors: one line, exit 2
+        raise SnncError(f"{message} (see '{self.prog} --help')")
+
+
+def _compile_parser() -> argparse.ArgumentParser:
+    p = _Parser(prog="snnc", description="Compile an ONNX network into a spiking network. "
+                "Other commands: 'snnc check MODEL.onnx', 'snnc eval OUT --data D.npz'.")
+    p.add_argument("model", help="the ONNX model")
+    p.add_argument("-o", "--output", required=True, metavar="OUT",
+                   help="output directory (created; replaced if it holds an earlier output)")
+    p.add_argument("--calib", metavar="CALIB.npz",
+                   help="calibration inputs: .npz with x (N, ...) in the model's input layout")
+    p.add_argument("--norm", default="percentile:99.9",
+                   help="threshold balancing: max or percentile:P (default percentile:99.9)")
+    p.add_argument("--reset", default="subtract", choices=["subtract", "zero"])
+    p.add_argument("--timesteps", type=int, default=64, metavar="T",
+                   help="default simulation length stored with the network (default 64)")
+    p.add_argument("--input-coding", default="analog", choices=["analog", "poisson"])
+    p.add_argument("--seed", type=int, default=0, help="seed of the Poisson input")
+    p.add_argument("--readout", default="membrane", choices=["membrane", "spikes"])
+    p.add_argument("--v-init", type=float, default=0.0,
+                   help="initial membrane as a fraction of the threshold (e.g. 0.5)")
+    p.add_argument("--print-ir-after-all", action="store_true",
+                   help="print the IR after every pass to stderr")
+    p.add_argument("--dump-ir", metavar="DIR", help="write the IR after every pass to DIR")
+    p.add_argument("--time-passes", action="store_true", help="print time spent per pass")
+    p.add_argument("--debug", action="store_true", help="show tracebacks")
+    p.add_argument("--version", action="version", version=f"snnc {__version__}")
+    return p
+
+
+def _check_parser() -> argparse.ArgumentParser:
+    p = _Parser(prog="snnc check", description="Report, node by node, what snnc can "
+                "compile. Exit 0 only when the whole model can be compiled.")
+    p.add_argument("model")
+    p.add_argument("--debug", action="store_true")
+    return p
+
+
+def _eval_parser() -> argparse.ArgumentParser:
+    p = _Parser(prog="snnc eval", description="Simulate a compiled network on labelled "
+                "data: accuracy, spikes and SynOps per sample at each number of steps.")
+    p.add_argument("out", help="an snnc output directory")
+    p.add_argument("--data", required=True, metavar="DATA.npz", help=".npz with x and y")
+    p.add_argument("--timesteps", default=None,
+                   help="comma-separated step counts (default: the compile-time T)")
+    p.add_argument("--json", metavar="FILE", help="also write the results as JSON")
+    p.add_argument("--batch", type=int, default=100)
+    p.add_argument("--debug", action="store_true")
+    return p
+
+
+def _cmd_compile(a: argparse.Namespace) -> int:
+    from snnc.driver import Options, compile_model
+
+    opts = Options(norm=a.norm, reset=a.reset, timesteps=a.timesteps,
+                   input_coding=a.input_coding, seed=a.seed, readout=a.readout,
+                   v_init=a.v_init)
+    timings: dict[str, float] = {}
+    res = compile_model(a.model, a.output, calib=a.calib, options=opts,
+                        print_ir_after_all=sys.stderr if a.print_ir_after_all else None,
+                        dump_ir=a.dump_ir, timings=timings)
+    layers = [r for r in res.report["layers"] if r["kind"] == "if"]
+    print(f"snnc: compiled {Path(a.model).name} -> {a.output}: {len(layers)} spiking "
+          f"layers, {sum(r['neurons'] for r in layers)} neurons, "
+          f"{res.report['ann_macs']} ANN MACs/sample")
+    if a.time_passes:
+        for name, sec in timings.items():
+            print(f"  {name:24s} {sec * 1e3:9.1f} ms", file=sys.stderr)
+    return 0
+
+
+def _cmd_check(a: argparse.Namespace) -> int:
+    from snnc.driver import Options, convert
+    from snnc.frontend import NodeReport, import_model, load_model
+    from snnc.report import format_table
+
+    model = load_model(a.model)
+    res = import_model(model, strict=False)
+    rows = list(res.report)
+    problem = None
+    if not res.unsupported:
+        try:
+            convert(model, Options())  # structure only: no calibration needed
+        except SnncError as e:
+            problem = e
+            for r in rows:
+                if r.name == e.node:
+                    r.status, r.detail = "unsupported", e.message
+                    break
+            else:
+                rows.append(NodeReport(e.node or "(model)", "", "unsupported", e.message))
+    print(format_table(["node", "op", "status", "detail"],
+                       [[r.name, r.op_type, r.status, r.detail] for r in rows]))
+    counts = {s: sum(r.status == s for r in rows)
+              for s in ("converted", "folded", "removed", "unsupported")}
+    print(", ".join(f"{n} {s}" for s, n in counts.items()))
+    ok = counts["unsupported"] == 0 and problem is None
+    print(f"snnc: {Path(a.model).name} {'can' if ok else 'cannot'} be compiled")
+    return 0 if ok else 1
+
+
+def _cmd_eval(a: argparse.Namespace) -> int:
+    from snnc.driver import evaluate, load
+    from snnc.report import format_table
+
+    if a.timesteps is None:
+        steps = [int(load(a.out).meta.get("timesteps", 64))]
+    else:
+        try:
+            steps = [int(t) for t in a.timesteps.split(",") if t.strip()]
+        except ValueError:
+            raise SnncError(f"--timesteps must be comma-separated integers, got "
+                            f"'{a.timesteps}'") from None
+    if a.batch < 1:
+        raise SnncError("--batch must be >= 1")
+    bar = None
+    if sys.stderr.isatty():
+        from tqdm import tqdm
+
+        bar = tqdm(unit="sample", desc="simulating", leave=False)
+    res = evaluate(a.out, a.data, steps, batch=a.batch,
+                   progress=None if bar is None else bar.update)
+    if bar is not None:
+        bar.close()
+    print(f"ANN accuracy (onnxruntime): {res['ann_accuracy']:.4f} on {res['samples']} samples")
+    print(format_table(["T", "accuracy", "spikes/sample", "SynOps/sample"],
+                       [[r["timesteps"], f"{r['accuracy']:.4f}",
+                         f"{r['spikes_per_sample']:.1f}", f"{r['synops_per_sample']:.1f}"]
+                        for r in res["snn"]]))
+    if a.json:
+        from snnc.fsutil import write_file_atomic
+
+        payload = {"ann_accuracy": res["ann_accuracy"], "snn": res["snn"]}
+        write_file_atomic(a.json, (json.dumps(payload, indent=1) + "\n").encode())
+    return 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    debug = "--debug" in argv
+    try:
+        if argv and argv[0] in COMMANDS:
+            parser = {"check": _check_parser, "eval": _eval_parser}[argv[0]]()
+            a = parser.parse_args(argv[1:])
+            return {"check": _cmd_check, "eval": _cmd_eval}[argv[0]](a)
+        a = _compile_parser().parse_args(argv)
+        return _cmd_compile(a)
+    except SnncError as e:
+        if debug:
+            raise
+        print(f"snnc: error: {e}", file=sys.stderr)
+        return e.exit_code
+    except KeyboardInterrupt:
+        print("snnc: interrupted", file=sys.stderr)
+        return 130
+
+
+def entry() -> None:
+    sys.exit(main())
+
+

@@ -1,0 +1,191 @@
+"""The compile and evaluate jobs behind the CLI (the public Python API)."""
+from __future__ import annotations
+
+import io
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable
+
+import numpy as np
+import onnx
+
+from snnc import __version__
+from snnc.backends import BACKENDS
+from snnc.backends.sim import runtime
+from snnc.calibration import OnnxCalibration, ort_session
+from snnc.data import load_npz
+from snnc.frontend import ImportResult, import_model, load_model
+from snnc.fsutil import write_tree_atomic
+from snnc.ir.errors import SnncError
+from snnc.ir.graph import Graph
+from snnc.ir.serialize import dumps_json, load_graph
+from snnc.ir.text import print_graph
+from snnc.passes import PassContext
+from snnc.passes.normalize import parse_method
+from snnc.passmanager import parse_pipeline, pipeline_spec, run_passes
+from snnc.report import layer_table
+
+SOURCE_FILE = "source.onnx"
+REPORT_FILE = "report.json"
+IR_TEXT_FILE = "model.snnir"
+
+
+@dataclass
+class Options:
+    """Every compile flag, with its default. The CLI maps 1:1 onto these."""
+
+    norm: str = "percentile:99.9"
+    reset: str = "subtract"
+    timesteps: int = 64
+    input_coding: str = "analog"
+    seed: int = 0
+    readout: str = "membrane"
+    v_init: float = 0.0
+    backends: tuple[str, ...] = ("sim",)
+
+    def validate(self) -> None:
+        parse_method(self.norm)
+        for name, val, allowed in (("reset", self.reset, ("subtract", "zero")),
+                                   ("input coding", self.input_coding, ("analog", "poisson")),
+                                   ("readout", self.readout, ("membrane", "spikes"))):
+            if val not in allowed:
+                raise SnncError(f"unknown {name} '{val}'", hint=f"use {' or '.join(allowed)}")
+        if self.timesteps < 1:
+            raise SnncError(f"timesteps must be >= 1, got {self.timesteps}")
+        if not 0.0 <= self.v_init < 1.0:
+            raise SnncError(f"v_init must be in [0, 1) (a fraction of the threshold), "
+                            f"got {self.v_init}")
+        for b in self.backends:
+            if b not in BACKENDS:
+                raise SnncError(f"unknown backend '{b}'",
+                                hint=f"available: {', '.join(sorted(BACKENDS))}")
+
+    def pipeline(self) -> str:
+        return (f"fold-batchnorm,fold-affine,relu-before-maxpool,"
+                f"normalize{{method={self.norm}}},"
+                f"convert-to-snn{{reset={self.reset},v_init={self.v_init},"
+                f"input_coding={self.input_coding},seed={self.seed},readout={self.readout}}}")
+
+
+@dataclass
+class CompileResult:
+    graph: Graph
+    imported: ImportResult
+    report: dict[str, Any]
+    files: dict[str, bytes] = field(default_factory=dict)
+
+
+def convert(model: onnx.ModelProto, opts: Options, *, calib_x: np.ndarray | None = None,
+            print_ir_after_all: io.TextIOBase | None = None, dump_dir: Path | None = None,
+            timings: dict[str, float] | None = None) -> tuple[ImportResult, Graph, PassContext]:
+    """Import and run the pipeline (no files written). calib_x None = structure only."""
+    imported = import_model(model)
+    graph = imported.graph
+    if len(graph.inputs) != 1:
+        raise SnncError(f"the model has {len(graph.inputs)} inputs; snnc converts networks "
+                        "with exactly one input")
+    graph.meta["timesteps"] = opts.timesteps
+    ctx = PassContext(calibration=None if calib_x is None
+                      else OnnxCalibration(imported.model, calib_x))
+    graph = run_passes(graph, parse_pipeline(opts.pipeline()), ctx,
+                       print_ir_after_all=print_ir_after_all, dump_dir=dump_dir,
+                       timings=timings)
+    return imported, graph, ctx
+
+
+def compile_model(model_path: str | Path, out_dir: str | Path | None, *,
+                  calib: str | Path | None = None, options: Options | None = None,
+                  print_ir_after_all: io.TextIOBase | None = None,
+                  dump_ir: str | Path | None = None,
+                  timings: dict[str, float] | None = None) -> CompileResult:
+    """Compile an ONNX model into out_dir (written atomically; nothing on failure)."""
+    opts = options or Options()
+    opts.validate()
+    source = Path(model_path)
+    model = load_model(source)
+    input_shape = _input_shape(model)
+    calib_x = None
+    if calib is not None:
+        calib_x, _ = load_npz(calib, input_shape, need_labels=False, what="calibration")
+    else:
+        raise SnncError(f"normalization '{opts.norm}' needs calibration data",
+                        hint="pass --calib CALIB.npz (a few hundred training inputs as x)")
+    imported, graph, ctx = convert(model, opts, calib_x=calib_x,
+                                   print_ir_after_all=print_ir_after_all,
+                                   dump_dir=None if dump_ir is None else Path(dump_ir),
+                                   timings=timings)
+    report = {
+        "snnc_version": __version__,
+        "source": source.name,
+        "pipeline": opts.pipeline(),
+        "options": {k: (list(v) if isinstance(v, tuple) else v)
+                    for k, v in opts.__dict__.items()},
+        "coverage": [r.__dict__ for r in imported.report],
+        "lambda": ctx.notes.get("lambda", {}),
+        "layers": layer_table(graph),
+        "ann_macs": sum(r["macs"] for r in layer_table(imported.graph)),
+    }
+    files: dict[str, bytes] = {}
+    for b in opts.backends:
+        backend = BACKENDS[b]()
+        missing = backend.requires - graph.facts
+        if missing:
+            raise SnncError(f"internal: backend '{b}' needs {sorted(missing)}")
+        files.update(backend.emit(graph))
+    files[IR_TEXT_FILE] = print_graph(graph).encode()
+    files[SOURCE_FILE] = source.read_bytes()
+    files[REPORT_FILE] = dumps_json(report)
+    if out_dir is not None:
+        write_tree_atomic(out_dir, files)
+    return CompileResult(graph, imported, report, files)
+
+
+def _input_shape(model: onnx.ModelProto) -> tuple[int, ...]:
+    inits = {i.name for i in model.graph.initializer}
+    for i in model.graph.input:
+        if i.name not in inits:
+            dims = i.type.tensor_type.shape.dim
+            return tuple(d.dim_value for d in dims[1:])
+    raise SnncError("the model has no inputs")
+
+
+def load(out_dir: str | Path) -> Graph:
+    """The compiled IR graph in an snnc output directory."""
+    return load_graph(out_dir)
+
+
+def ann_accuracy(model: onnx.ModelProto, x: np.ndarray, y: np.ndarray, batch: int = 100
+                 ) -> float:
+    sess = ort_session(model)
+    name = sess.get_inputs()[0].name
+    correct = 0
+    for _, xb, yb in runtime.batches(x, y, batch):
+        out = sess.run(None, {name: xb})[0]
+        correct += int((out.reshape(len(xb), -1).argmax(axis=1) == yb).sum())
+    return correct / len(x)
+
+
+def evaluate(out_dir: str | Path, data: str | Path, timesteps: list[int], *,
+             batch: int = 100, progress: Callable[[int], None] | None = None
+             ) -> dict[str, Any]:
+    """Simulate a compiled network on labelled data; the `snnc eval` JSON contract."""
+    out = Path(out_dir)
+    graph = load_graph(out)
+    if "spiking" not in graph.facts:
+        raise SnncError(f"'{out}' holds no spiking network")
+    if not timesteps or any(t < 1 for t in timesteps):
+        raise SnncError("timesteps must be positive integers, e.g. 8,16,32")
+    shape = graph.shape(graph.inputs[0])
+    x, y = load_npz(data, shape, need_labels=True)
+    source = out / SOURCE_FILE
+    if not source.is_file():
+        raise SnncError(f"'{out}' has no copy of the source model ({SOURCE_FILE})",
+                        hint="recompile the model")
+    ann = ann_accuracy(load_model(source), x, y, batch)
+    net = runtime.Network(json.loads((out / "graph.json").read_text()), graph.params)
+    res = runtime.evaluate(net, x, y, sorted(set(timesteps)), batch=batch, progress=progress)
+    return {"ann_accuracy": ann, "snn": res["snn"], "samples": len(x),
+            "accuracy_per_step": res["accuracy_per_step"],
+            "layer_spikes_per_sample": {k: float(np.sum(v)) for k, v in
+                                        res["layer_spikes"].items()}}

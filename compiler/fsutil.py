@@ -1,0 +1,60 @@
+"""All of snnc's output goes through here: a whole directory appears at once or not at all."""
+from __future__ import annotations
+
+import os
+import shutil
+import tempfile
+from pathlib import Path
+
+from snnc.ir.errors import SnncError
+
+MARKER = "graph.json"  # an snnc output directory always holds this file
+
+
+def write_tree_atomic(out_dir: str | Path, files: dict[str, bytes]) -> None:
+    """Write `files` (relative path -> bytes) as directory out_dir, replacing a previous
+    snnc output there. Nothing is left behind if anything fails."""
+    out = Path(out_dir)
+    if out.exists() and (not out.is_dir() or (any(out.iterdir())
+                                              and not (out / MARKER).is_file())):
+        raise SnncError(f"output path '{out}' exists and is not an snnc output directory",
+                        hint="choose a new or empty directory")
+    parent = out.resolve().parent
+    try:
+        parent.mkdir(parents=True, exist_ok=True)
+        tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.tmp", dir=parent))
+    except OSError as e:
+        raise SnncError(f"cannot create the output directory '{out}': {e.strerror}") from None
+    try:
+        for rel, data in sorted(files.items()):
+            target = (tmp / rel).resolve()
+            if tmp.resolve() not in target.parents:
+                raise SnncError(f"internal: output file '{rel}' escapes the output directory")
+            target.parent.mkdir(parents=True, exist_ok=True)
+            target.write_bytes(data)
+        old = None
+        if out.exists():
+            old = parent / f".{out.name}.old.{os.getpid()}"
+            out.rename(old)
+        tmp.rename(out)
+        if old is not None:
+            shutil.rmtree(old, ignore_errors=True)
+    except OSError as e:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise SnncError(f"cannot write the output directory '{out}': {e}") from None
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+
+
+def write_file_atomic(path: str | Path, data: bytes) -> None:
+    """Write one file via a temporary sibling and a rename."""
+    p = Path(path)
+    try:
+        p.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=f".{p.name}.", dir=p.parent)
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+        os.replace(tmp, p)
+    except OSError as e:
+        raise SnncError(f"cannot write '{p}': {e.strerror}") from None

@@ -1,0 +1,129 @@
+"""The versioned on-disk form of a graph: `graph.json` (structure) + `params.npz` (weights).
+
+The JSON form is also what the NumPy runtime (backends/sim/runtime.py) executes, so the
+artifact in OUT/ runs with numpy alone. Writing is deterministic: no timestamps, fixed key
+order, zip entries with a fixed date, so the same graph gives byte-identical files.
+"""
+from __future__ import annotations
+
+import io
+import json
+import zipfile
+from dataclasses import fields
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from snnc.ir.errors import SnncError
+from snnc.ir.graph import Graph, Value
+from snnc.ir.ops import OPS
+
+FORMAT = "snnc-ir"
+VERSION = 1
+GRAPH_FILE = "graph.json"
+PARAMS_FILE = "params.npz"
+
+
+def graph_to_dict(graph: Graph) -> dict[str, Any]:
+    ops = []
+    for op in graph.ops:
+        rec: dict[str, Any] = {"kind": op.kind, "name": op.name, "out": op.out,
+                               "origin": op.origin, "inputs": op.inputs(),
+                               "params": {}, "attrs": {}}
+        for f in fields(op):
+            role = f.metadata.get("role")
+            v = getattr(op, f.name)
+            if role == "param":
+                rec["params"][f.name] = v
+            elif role == "attr":
+                rec["attrs"][f.name] = list(v) if isinstance(v, tuple) else v
+        ops.append(rec)
+    return {
+        "format": FORMAT,
+        "version": VERSION,
+        "inputs": [{"name": v, "shape": list(graph.values[v].shape),
+                    "dtype": graph.values[v].dtype} for v in graph.inputs],
+        "outputs": list(graph.outputs),
+        "ops": ops,
+        "shapes": {op.out: list(graph.values[op.out].shape) for op in graph.ops},
+        "facts": sorted(graph.facts),
+        "meta": graph.meta,
+    }
+
+
+def _tuple(v: Any) -> Any:
+    return tuple(_tuple(x) for x in v) if isinstance(v, list) else v
+
+
+def graph_from_dict(d: dict[str, Any], params: dict[str, np.ndarray]) -> Graph:
+    if d.get("format") != FORMAT:
+        raise SnncError(f"not an snnc IR file (format {d.get('format')!r})")
+    if d.get("version") != VERSION:
+        raise SnncError(f"snnc IR version {d.get('version')} is not supported "
+                        f"(this snnc reads version {VERSION})", hint="recompile the model")
+    g = Graph(facts=set(d["facts"]), meta=dict(d["meta"]), params=dict(params))
+    for rec in d["inputs"]:
+        g.inputs.append(rec["name"])
+        g.values[rec["name"]] = Value(rec["name"], tuple(rec["shape"]), rec["dtype"])
+    g.outputs = list(d["outputs"])
+    ops = []
+    for rec in d["ops"]:
+        cls = OPS.get(rec["kind"])
+        if cls is None:
+            raise SnncError(f"unknown op kind '{rec['kind']}' in IR file")
+        kw: dict[str, Any] = {"name": rec["name"], "out": rec["out"], "origin": rec["origin"]}
+        ins = list(rec["inputs"])
+        for f in fields(cls):
+            role = f.metadata.get("role")
+            if role == "operand":
+                kw[f.name] = ins.pop(0)
+            elif role == "operands":
+                kw[f.name], ins = tuple(ins), []
+            elif role == "param":
+                kw[f.name] = rec["params"].get(f.name)
+            elif role == "attr" and f.name in rec["attrs"]:
+                kw[f.name] = _tuple(rec["attrs"][f.name])
+        ops.append(cls(**kw))
+    return g.rebuild(ops)
+
+
+def dumps_json(obj: Any) -> bytes:
+    """Canonical JSON bytes used for every JSON file snnc writes."""
+    return (json.dumps(obj, indent=1, sort_keys=False) + "\n").encode()
+
+
+def npz_bytes(arrays: dict[str, np.ndarray]) -> bytes:
+    """An .npz (readable by np.load) with entries in sorted order and a fixed date."""
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, "w", compression=zipfile.ZIP_DEFLATED) as zf:
+        for name in sorted(arrays):
+            info = zipfile.ZipInfo(name + ".npy", date_time=(1980, 1, 1, 0, 0, 0))
+            info.compress_type = zipfile.ZIP_DEFLATED
+            arr = io.BytesIO()
+            np.lib.format.write_array(arr, np.ascontiguousarray(arrays[name]),
+                                      allow_pickle=False)
+            zf.writestr(info, arr.getvalue())
+    return buf.getvalue()
+
+
+def graph_files(graph: Graph) -> dict[str, bytes]:
+    """The on-disk form as {file name: bytes}."""
+    used = sorted({p for op in graph.ops for p in op.param_names()})
+    return {GRAPH_FILE: dumps_json(graph_to_dict(graph)),
+            PARAMS_FILE: npz_bytes({p: graph.params[p] for p in used})}
+
+
+def load_graph(directory: str | Path) -> Graph:
+    d = Path(directory)
+    gfile, pfile = d / GRAPH_FILE, d / PARAMS_FILE
+    if not gfile.is_file() or not pfile.is_file():
+        raise SnncError(f"'{d}' is not an snnc output directory (no {GRAPH_FILE} / "
+                        f"{PARAMS_FILE})", hint="compile a model first: snnc MODEL.onnx -o DIR")
+    try:
+        meta = json.loads(gfile.read_text())
+        with np.load(pfile, allow_pickle=False) as z:
+            params = {k: z[k] for k in z.files}
+    except (ValueError, OSError, zipfile.BadZipFile) as e:
+        raise SnncError(f"cannot read the IR in '{d}': {e}") from None
+    return graph_from_dict(meta, params)

@@ -1,0 +1,21 @@
+"""IR-to-IR passes, one per module, and the explicit registry PASSES.
+
+A pass is a frozen dataclass with a kebab-case `name`, its options as fields, the facts it
+requires / establishes / invalidates, and `run(graph, ctx) -> graph` (never mutating its
+input). Its docstring gives the equation and the METHODS.md section; choices are marked
+`Decision:`.
+"""
+from __future__ import annotations
+
+from snnc.passes.base import Pass, PassContext
+from snnc.passes.convert_to_snn import ConvertToSnn
+from snnc.passes.fold_affine import FoldAffine
+from snnc.passes.fold_batchnorm import FoldBatchNorm
+from snnc.passes.normalize import Normalize
+from snnc.passes.relu_before_maxpool import ReluBeforeMaxPool
+
+PASSES: dict[str, type[Pass]] = {
+    p.name: p for p in (FoldBatchNorm, FoldAffine, ReluBeforeMaxPool, Normalize, ConvertToSnn)
+}
+
+__all__ = ["PASSES", "Pass", "PassContext"]
