@@ -19,6 +19,26 @@ def ort_session(model: onnx.ModelProto) -> ort.InferenceSession:
                         ) from None
 
 
+def ort_batches(sess: ort.InferenceSession, x: np.ndarray, outputs: list[str] | None,
+                batch: int = 100):
+    """Yield onnxruntime's outputs batch by batch. A model exported with a fixed batch
+    size is fed exactly that many samples at a time."""
+    inp = sess.get_inputs()[0]
+    fixed = inp.shape[0] if isinstance(inp.shape[0], int) and inp.shape[0] > 0 else None
+    step = fixed or batch
+    for i in range(0, len(x), step):
+        xb = x[i:i + step]
+        n = len(xb)
+        if fixed and n < fixed:  # pad the last batch to the fixed size
+            xb = np.concatenate([xb, np.zeros((fixed - n, *xb.shape[1:]), xb.dtype)])
+        try:
+            res = sess.run(outputs, {inp.name: xb})
+        except Exception as e:
+            raise SnncError(f"onnxruntime failed on the data: {str(e).splitlines()[0]}"
+                            ) from None
+        yield i, [r[:n] for r in res]
+
+
 class OnnxCalibration:
     """ANN activations of named tensors over a calibration set, batch by batch."""
 
@@ -39,10 +59,9 @@ class OnnxCalibration:
                 m.graph.output.append(known[n] if n in known else
                                       onnx.helper.make_empty_tensor_value_info(n))
             sess = ort_session(m)
-            inp = sess.get_inputs()[0].name
             parts: dict[str, list[np.ndarray]] = {n: [] for n in missing}
-            for i in range(0, len(self.x), self.batch):
-                for n, a in zip(missing, sess.run(missing, {inp: self.x[i:i + self.batch]})):
+            for _, outs in ort_batches(sess, self.x, missing, self.batch):
+                for n, a in zip(missing, outs):
                     parts[n].append(a)
             for n in missing:
                 self._cache[n] = np.concatenate(parts[n])

@@ -13,7 +13,7 @@ import onnx
 from snnc import __version__
 from snnc.backends import BACKENDS
 from snnc.backends.sim import runtime
-from snnc.calibration import OnnxCalibration, ort_session
+from snnc.calibration import OnnxCalibration, ort_batches, ort_session
 from snnc.data import load_npz
 from snnc.frontend import ImportResult, import_model, load_model
 from snnc.fsutil import write_tree_atomic
@@ -158,11 +158,10 @@ def load(out_dir: str | Path) -> Graph:
 def ann_accuracy(model: onnx.ModelProto, x: np.ndarray, y: np.ndarray, batch: int = 100
                  ) -> float:
     sess = ort_session(model)
-    name = sess.get_inputs()[0].name
     correct = 0
-    for _, xb, yb in runtime.batches(x, y, batch):
-        out = sess.run(None, {name: xb})[0]
-        correct += int((out.reshape(len(xb), -1).argmax(axis=1) == yb).sum())
+    for i, outs in ort_batches(sess, x, None, batch):
+        yb = y[i:i + len(outs[0])]
+        correct += int((outs[0].reshape(len(yb), -1).argmax(axis=1) == yb).sum())
     return correct / len(x)
 
 

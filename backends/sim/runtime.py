@@ -375,32 +375,49 @@ class Network:
                 state[name] = v
             out = np.empty((n,) + data.shape[1:], F32)
             zero = op["attrs"]["reset"] == "zero"
+            unit = th.ndim == 0 and th == 1
+            tmp = None if zero or unit else np.empty_like(v)
             for i in range(n):
-                v += data[0 if const else i]
+                np.add(v, data[0 if const else i], out=v)
                 s = out[i]
                 np.greater_equal(v, th, out=s, casting="unsafe")
                 if zero:
-                    v *= F32(1) - s
+                    np.putmask(v, s > 0, F32(0))
+                elif unit:
+                    np.subtract(v, s, out=v)
                 else:
-                    v -= s * th
+                    np.multiply(s, th, out=tmp)
+                    np.subtract(v, tmp, out=v)
             return out, False, True
         if kind == "spikemaxpool":
+            # The gate depends only on input spike counts, so a whole chunk is one
+            # vectorized step: running counts (including this step) -> per-window argmax
+            # (first index on ties) -> pass that input's spike.
             data, const, event = ins[0]
             a = op["attrs"]
-            cnt = state.get(name)
-            if cnt is None:
-                cnt = np.zeros(data.shape[1:], F32)
-                state[name] = cnt
-            outs = []
-            for i in range(n):
-                s = data[0 if const else i]
-                cnt += s
-                cview, _ = _pool_view(op, cnt, -1.0, a["dilations"])
-                sview, _ = _pool_view(op, s, 0.0, a["dilations"])
-                shp = cview.shape[:-2]
-                sel = cview.reshape(*shp, -1).argmax(axis=-1)[..., None]
-                outs.append(np.take_along_axis(sview.reshape(*shp, -1), sel, axis=-1)[..., 0])
-            return np.stack(outs), False, event
+            if const:
+                data = np.broadcast_to(data, (n,) + data.shape[1:])
+            cum = np.empty(data.shape, F32)
+            prev = state.get(name)
+            np.add(data[0], 0 if prev is None else prev, out=cum[0])
+            for i in range(1, n):
+                np.add(cum[i - 1], data[i], out=cum[i])
+            state[name] = cum[-1].copy()
+            cview, _ = _pool_view(op, cum, -1.0, a["dilations"])
+            sview, _ = _pool_view(op, data, 0.0, a["dilations"])
+            kh, kw = cview.shape[-2:]
+            best = cview[..., 0, 0].copy()
+            for i in range(kh):
+                for j in range(kw):
+                    np.maximum(best, cview[..., i, j], out=best)
+            out = np.zeros(best.shape, F32)
+            free = np.ones(best.shape, bool)  # window not yet assigned (first tap wins)
+            for i in range(kh):
+                for j in range(kw):
+                    hit = (cview[..., i, j] == best) & free
+                    out += hit * sview[..., i, j]
+                    free &= ~hit
+            return out, False, event
         if kind == "accumulate":
             data, const, _ = ins[0]
             acc = state.get(name)

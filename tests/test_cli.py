@@ -1,0 +1,192 @@
+"""CLI contract: success paths and every error path (one line, non-zero, no OUT)."""
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import onnx
+import pytest
+from onnx import TensorProto
+from onnx import helper as h
+
+from conftest import small_cnn
+from snnc.cli import main
+
+
+@pytest.fixture
+def model_files(tmp_path, rng):
+    m = small_cnn(2, residual=True)
+    path = tmp_path / "m.onnx"
+    onnx.save(m, path)
+    x = rng.random((60, 1, 12, 12), dtype=np.float32)
+    from helpers import ort_run
+
+    y = ort_run(m, x)[0].argmax(axis=1)
+    np.savez(tmp_path / "calib.npz", x=x[:30])
+    np.savez(tmp_path / "test.npz", x=x, y=y)
+    return tmp_path
+
+
+def _err_line(capsys) -> str:
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("snnc: error: ")
+    assert "\n" not in err and "Traceback" not in err
+    return err
+
+
+def test_compile_and_eval(model_files, capsys):
+    d = model_files
+    assert main([str(d / "m.onnx"), "-o", str(d / "out"), "--calib", str(d / "calib.npz"),
+                 "--timesteps", "32"]) == 0
+    for f in ("graph.json", "params.npz", "snn_runtime.py", "source.onnx", "report.json",
+              "model.snnir"):
+        assert (d / "out" / f).is_file(), f
+    assert main(["eval", str(d / "out"), "--data", str(d / "test.npz"), "--timesteps",
+                 "8,16,64", "--json", str(d / "r.json")]) == 0
+    r = json.loads((d / "r.json").read_text())
+    assert set(r) == {"ann_accuracy", "snn"}
+    assert r["ann_accuracy"] == 1.0
+    assert [row["timesteps"] for row in r["snn"]] == [8, 16, 64]
+    for row in r["snn"]:
+        assert set(row) == {"timesteps", "accuracy", "spikes_per_sample",
+                            "synops_per_sample"}
+        assert 0.0 <= row["accuracy"] <= 1.0
+    assert r["snn"][0]["spikes_per_sample"] < r["snn"][2]["spikes_per_sample"]
+    assert r["snn"][2]["accuracy"] >= 0.8
+    assert "ANN accuracy" in capsys.readouterr().out
+
+
+def test_outputs_are_byte_identical(model_files):
+    d = model_files
+    for out in ("a", "b"):
+        assert main([str(d / "m.onnx"), "-o", str(d / out), "--calib",
+                     str(d / "calib.npz")]) == 0
+    for f in sorted(p.name for p in (d / "a").iterdir()):
+        assert (d / "a" / f).read_bytes() == (d / "b" / f).read_bytes(), f
+
+
+def test_recompile_replaces_previous_output(model_files):
+    d = model_files
+    args = [str(d / "m.onnx"), "-o", str(d / "out"), "--calib", str(d / "calib.npz")]
+    assert main(args) == 0
+    assert main(args + ["--norm", "max"]) == 0
+    assert json.loads((d / "out" / "report.json").read_text())["options"]["norm"] == "max"
+
+
+def test_dump_ir_and_print_ir(model_files, capsys):
+    d = model_files
+    assert main([str(d / "m.onnx"), "-o", str(d / "out"), "--calib", str(d / "calib.npz"),
+                 "--dump-ir", str(d / "ir"), "--print-ir-after-all"]) == 0
+    names = sorted(p.name for p in (d / "ir").iterdir())
+    assert names[0] == "00-import.snnir" and names[-1].endswith("convert-to-snn.snnir")
+    assert "IR after convert-to-snn" in capsys.readouterr().err
+
+
+def _unsupported_model(path):
+    nodes = [h.make_node("LRN", ["x"], ["l"], size=3, name="my_lrn"),
+             h.make_node("Relu", ["l"], ["y"], name="r")]
+    g = h.make_graph(nodes, "g", [h.make_tensor_value_info("x", TensorProto.FLOAT,
+                                                           ["N", 1, 4, 4])],
+                     [h.make_tensor_value_info("y", TensorProto.FLOAT, ["N", 1, 4, 4])])
+    onnx.save(h.make_model(g, opset_imports=[h.make_opsetid("", 13)]), path)
+
+
+@pytest.mark.parametrize("case", ["missing-model", "not-onnx", "unsupported-op",
+                                  "missing-calib", "calib-no-x", "calib-wrong-shape",
+                                  "calib-not-npz", "no-calib", "bad-norm", "out-is-file"])
+def test_compile_errors(case, model_files, capsys):
+    d = model_files
+    model, calib = d / "m.onnx", d / "calib.npz"
+    out = d / "out"
+    extra: list[str] = []
+    if case == "missing-model":
+        model = d / "nope.onnx"
+    elif case == "not-onnx":
+        model = d / "junk.onnx"
+        model.write_bytes(b"\x00this is not protobuf\xff" * 10)
+    elif case == "unsupported-op":
+        model = d / "lrn.onnx"
+        _unsupported_model(model)
+        calib = d / "c4.npz"
+        np.savez(calib, x=np.zeros((2, 1, 4, 4), np.float32))
+    elif case == "missing-calib":
+        calib = d / "nope.npz"
+    elif case == "calib-no-x":
+        calib = d / "bad.npz"
+        np.savez(calib, images=np.zeros((2, 1, 12, 12), np.float32))
+    elif case == "calib-wrong-shape":
+        calib = d / "bad.npz"
+        np.savez(calib, x=np.zeros((2, 1, 28, 28), np.float32))
+    elif case == "calib-not-npz":
+        calib = d / "bad.npz"
+        calib.write_text("hello")
+    elif case == "bad-norm":
+        extra = ["--norm", "median"]
+    elif case == "out-is-file":
+        out = d / "file"
+        out.write_text("x")
+    args = [str(model), "-o", str(out)] + ([] if case == "no-calib" else
+                                           ["--calib", str(calib)]) + extra
+    assert main(args) == 2
+    err = _err_line(capsys)
+    if case == "unsupported-op":
+        assert "my_lrn" in err and "LRN" in err
+    if case == "no-calib":
+        assert "--calib" in err
+    if case != "out-is-file":
+        assert not out.exists()
+    assert not any(p.name.startswith(".out") for p in d.iterdir())
+
+
+@pytest.mark.parametrize("case", ["no-out", "no-labels", "bad-labels", "bad-timesteps",
+                                  "wrong-shape"])
+def test_eval_errors(case, model_files, capsys):
+    d = model_files
+    assert main([str(d / "m.onnx"), "-o", str(d / "out"), "--calib",
+                 str(d / "calib.npz")]) == 0
+    out, data, steps = d / "out", d / "test.npz", "8,16"
+    if case == "no-out":
+        out = d / "missing"
+    elif case == "no-labels":
+        data = d / "calib.npz"
+    elif case == "bad-labels":
+        data = d / "bad.npz"
+        np.savez(data, x=np.zeros((3, 1, 12, 12), np.float32), y=np.zeros(4))
+    elif case == "wrong-shape":
+        data = d / "bad.npz"
+        np.savez(data, x=np.zeros((3, 12, 12), np.float32), y=np.zeros(3))
+    elif case == "bad-timesteps":
+        steps = "8,x"
+    capsys.readouterr()
+    assert main(["eval", str(out), "--data", str(data), "--timesteps", steps,
+                 "--json", str(d / "r.json")]) == 2
+    _err_line(capsys)
+    assert not (d / "r.json").exists()
+
+
+def test_check_unsupported_exit_code(tmp_path, capsys):
+    _unsupported_model(tmp_path / "lrn.onnx")
+    assert main(["check", str(tmp_path / "lrn.onnx")]) == 1
+    out = capsys.readouterr().out
+    assert "my_lrn" in out and "unsupported" in out
+
+
+def test_check_flags_structural_problems(tmp_path, capsys):
+    """A Softmax inside the network imports fine but cannot be converted."""
+    nodes = [h.make_node("Softmax", ["x"], ["s"], axis=-1, name="inner_softmax"),
+             h.make_node("Relu", ["s"], ["y"], name="r")]
+    g = h.make_graph(nodes, "g", [h.make_tensor_value_info("x", TensorProto.FLOAT, ["N", 5])],
+                     [h.make_tensor_value_info("y", TensorProto.FLOAT, ["N", 5])])
+    onnx.save(h.make_model(g, opset_imports=[h.make_opsetid("", 13)]), tmp_path / "s.onnx")
+    assert main(["check", str(tmp_path / "s.onnx")]) == 1
+    out = capsys.readouterr().out
+    assert "inner_softmax" in out and "only supported as the final op" in out
+
+
+def test_python_dash_m(model_files):
+    import subprocess
+    import sys
+
+    r = subprocess.run([sys.executable, "-m", "snnc", "--version"], capture_output=True,
+                       text=True)
+    assert r.returncode == 0 and r.stdout.startswith("snnc ")
