@@ -27,6 +27,9 @@ from snnc.ir.errors import SnncError
 from snnc.ir.graph import Graph, Value
 
 MIN_OPSET = 9
+# A symbolic batch size in a folded Shape: Reshape reads it back as "the batch axis"
+# (PyTorch's x.view(x.size(0), -1)); any other use of it is unsupported.
+BATCH_SENTINEL = 2**31 - 1
 REMOVED = {"Dropout", "Identity"}
 # Never folded even with constant inputs (not deterministic).
 NONDETERMINISTIC = {"RandomNormal", "RandomUniform", "RandomNormalLike", "RandomUniformLike",
@@ -120,10 +123,13 @@ class _Ctx:
     def is_const(self, name: str) -> bool:
         return name in self.consts
 
-    def const(self, name: str, what: str) -> np.ndarray:
+    def const(self, name: str, what: str, *, batch_ok: bool = False) -> np.ndarray:
         if name not in self.consts:
             raise Unsupported(f"{what} ('{name}') must be a constant")
-        return self.consts[name]
+        c = self.consts[name]
+        if not batch_ok and c.dtype.kind in "iu" and (c == BATCH_SENTINEL).any():
+            raise Unsupported(f"{what} ('{name}') depends on the batch size")
+        return c
 
     def value(self, name: str) -> str:
         if name not in self.env:
@@ -447,12 +453,14 @@ def _reshape_to(ctx: _Ctx, x: str, target: tuple[int, ...], out: str) -> None:
 def imp_reshape(ctx: _Ctx) -> None:
     n = ctx.node
     x = ctx.value(n.input[0])
-    shape = [int(d) for d in ctx.const(n.input[1], "Reshape shape").reshape(-1)]
+    shape = [int(d) for d in
+             ctx.const(n.input[1], "Reshape shape", batch_ok=True).reshape(-1)]
     allowzero = ctx.attrs().get("allowzero", 0)
 
     def resolve(b: int) -> tuple[int, ...]:
         src = (b, *ctx.graph.shape(x))
-        dims = [src[i] if d == 0 and not allowzero else d for i, d in enumerate(shape)]
+        dims = [b if d == BATCH_SENTINEL else src[i] if d == 0 and not allowzero else d
+                for i, d in enumerate(shape)]
         if dims.count(-1) > 1:
             raise ValueError("more than one -1 in the target shape")
         if -1 in dims:
@@ -481,6 +489,9 @@ def imp_squeeze(ctx: _Ctx) -> None:
     rank = len(shape) + 1
     if n.op_type == "Squeeze":
         if axes is None:
+            if ctx.batch == 1:
+                raise Unsupported("Squeeze without axes would also remove the batch axis "
+                                  "(of size 1)")
             axes = [i + 1 for i, d in enumerate(shape) if d == 1]
         axes = sorted(ax % rank for ax in axes)
         if 0 in axes or any(shape[ax - 1] != 1 for ax in axes):
@@ -601,7 +612,7 @@ def _fold(ctx: _Ctx, node: onnx.NodeProto) -> list[np.ndarray]:
             np.zeros(1, np.float32)
         return [np.full(tuple(int(d) for d in shape), v[0], dtype=v.dtype)]
     if t in ("Shape", "Size") and node.input[0] in ctx.env:
-        full = np.array((ctx.batch or 1, *ctx.shape(node.input[0])), np.int64)
+        full = np.array((ctx.batch or BATCH_SENTINEL, *ctx.shape(node.input[0])), np.int64)
         if t == "Size":
             return [np.array(full.prod(), np.int64)]
         start, end = a.get("start", 0), a.get("end", len(full))
@@ -633,6 +644,18 @@ def _foldable(ctx: _Ctx, node: onnx.NodeProto) -> bool:
 
 
 # ======================================================================== import =========
+def _training_dropout(ctx: _Ctx, node: onnx.NodeProto) -> bool:
+    if len(node.input) > 2 and node.input[2]:
+        mode = ctx.consts.get(node.input[2])
+        if mode is None:
+            raise Unsupported("Dropout training_mode must be a constant")
+        if bool(np.asarray(mode).reshape(-1)[0]):
+            ratio = ctx.consts.get(node.input[1]) if len(node.input) > 1 and node.input[1] \
+                else np.float32(0.5)
+            return ratio is None or float(np.asarray(ratio).reshape(-1)[0]) != 0.0
+    return False
+
+
 def _node_label(node: onnx.NodeProto, idx: int) -> str:
     return node.name if node.name else f"{node.op_type}_{idx}"
 
@@ -685,6 +708,8 @@ def import_model(model: onnx.ModelProto, *, strict: bool = True) -> ImportResult
             if node.op_type in REMOVED and not ctx.is_const(node.input[0]):
                 if any(o in used for o in node.output[1:]):
                     raise Unsupported("its mask output is used")
+                if node.op_type == "Dropout" and _training_dropout(ctx, node):
+                    raise Unsupported("Dropout in training mode is random at inference")
                 if dep:
                     raise Unsupported(f"not checked: its input comes from unsupported node "
                                       f"'{dep}'")

@@ -23,8 +23,17 @@ def network(graph: Graph) -> runtime.Network:
 
 def interpret(graph: Graph, feeds: dict[str, np.ndarray],
               outputs: list[str] | None = None) -> dict[str, np.ndarray]:
-    """Evaluate an ANN-level graph on batch-leading arrays."""
-    return network(graph).run_ann(feeds, outputs)
+    """Evaluate an ANN-level graph on batch-leading arrays.
+
+    Without `outputs`: the graph outputs in order, keyed by their ONNX names (unique even
+    when two ONNX outputs are the same tensor); with `outputs`: those IR values."""
+    if outputs is not None:
+        return network(graph).run_ann(feeds, outputs)
+    res = network(graph).run_ann(feeds, list(dict.fromkeys(graph.outputs)))
+    names = graph.meta.get("onnx_outputs", graph.outputs)
+    if len(names) != len(graph.outputs):
+        names = graph.outputs
+    return {n: res[v] for n, v in zip(names, graph.outputs)}
 
 
 class SimBackend:

@@ -55,6 +55,18 @@ def _pad_hw(x: np.ndarray, pads, extra=(0, 0), value: float = 0.0) -> np.ndarray
     return np.pad(x, width, constant_values=value)
 
 
+def _window_out(shape, op: dict, kernel) -> tuple[int, int]:
+    a = op["attrs"]
+    d = a.get("dilations", (1, 1))
+    out = []
+    for i in range(2):
+        extra = _ceil_extra(shape[1 + i], kernel[i], a["strides"][i], a["pads"][i],
+                            a["pads"][2 + i], d[i], a.get("ceil_mode", False))
+        span = shape[1 + i] + a["pads"][i] + a["pads"][2 + i] + extra - d[i] * (kernel[i] - 1)
+        out.append((span - 1) // a["strides"][i] + 1)
+    return out[0], out[1]
+
+
 def _windows(x: np.ndarray, k, s, d) -> np.ndarray:
     """View (..., C, OH, OW, kh, kw) of a padded (..., C, H, W) array."""
     kh, kw = k
@@ -85,20 +97,18 @@ def k_conv(op, P, xs):
                       w.reshape(c, m, kh, kw), optimize=True)
         y = y.reshape(b, o, *y.shape[3:])
     else:
+        # im2col in (K, positions) order so the GEMM writes (O, OH*OW) directly: no
+        # transpose of the output, and the column copy reads memory almost sequentially.
         win = _windows(xp, (kh, kw), a["strides"], a["dilations"])  # b c oh ow kh kw
         oh, ow = win.shape[2:4]
         og = o // g
-        outs = []
-        for gi in range(g):
-            wg = w[gi * og:(gi + 1) * og].reshape(og, cg * kh * kw)
-            cols = win[:, gi * cg:(gi + 1) * cg].transpose(0, 2, 3, 1, 4, 5)
-            cols = cols.reshape(b * oh * ow, cg * kh * kw)
-            outs.append((cols @ wg.T).reshape(b, oh, ow, og))
-        y = (outs[0] if g == 1 else np.concatenate(outs, axis=3)).transpose(0, 3, 1, 2)
+        cols = win.transpose(0, 1, 4, 5, 2, 3).reshape(b, g, cg * kh * kw, oh * ow)
+        wg = w.reshape(g, og, cg * kh * kw)
+        y = np.matmul(wg[None], cols).reshape(b, o, oh, ow)
     bias = op["params"].get("bias")
     if bias:
-        y = y + P[bias][:, None, None]
-    return np.ascontiguousarray(y, dtype=F32)
+        y += P[bias][:, None, None]
+    return y.astype(F32, copy=False)
 
 
 def k_dense(op, P, xs):
@@ -208,10 +218,10 @@ ANN_KERNELS: dict[str, Callable] = {
     "pad": k_pad, "softmax": k_softmax,
 }
 
+# stateful spiking ops, executed over time by Network._step_op
+SPIKING_KINDS = ("encode", "if", "spikemaxpool", "accumulate")
 # ops that only move data: spikes stay spikes through them
 SHAPE_ONLY = {"flatten", "reshape", "pad", "concat"}
-# ops whose inputs, when they carry events, cost synaptic operations
-SYNAPTIC = {"conv", "dense", "avgpool", "affine", "add", "batchnorm"}
 
 
 # ------------------------------------------------------------------ counter-based RNG -----
@@ -249,7 +259,6 @@ class Network:
         self.shapes = {r["name"]: tuple(r["shape"]) for r in graph["inputs"]}
         self.shapes.update({k: tuple(v) for k, v in graph["shapes"].items()})
         self.spiking = "spiking" in graph["facts"]
-        self._fanout: dict[tuple[str, int], np.ndarray] = {}
 
     @classmethod
     def load(cls, directory: str) -> "Network":
@@ -271,36 +280,87 @@ class Network:
         return {k: env[k] for k in (outputs or self.g["outputs"])}
 
     # ---------------------------------------------------------------- SNN mode ---------
-    def fanout(self, op: dict, index: int) -> np.ndarray:
-        """Per-element fan-out (synapses leaving each input element) of operand `index`."""
-        key = (op["name"], index)
-        if key not in self._fanout:
-            shape = self.shapes[op["inputs"][index]]
-            kind = op["kind"]
-            if kind in ("conv", "avgpool"):
-                # Count, per input element, the outputs whose window covers it: the
-                # adjoint of the op applied to ones (weights replaced by ones).
-                o = (self.P[op["params"]["weight"]].shape[0] // op["attrs"]["groups"]
-                     if kind == "conv" else 1)
-                a = op["attrs"]
-                k = (self.P[op["params"]["weight"]].shape[2:] if kind == "conv"
-                     else a["kernel"])
-                d = a.get("dilations", (1, 1))
-                extra = tuple(_ceil_extra(shape[1 + i], k[i], a["strides"][i], a["pads"][i],
-                                          a["pads"][2 + i], d[i], a.get("ceil_mode", False))
-                              for i in range(2))
-                idx = np.arange(math.prod(shape[1:]), dtype=np.int64).reshape(1, *shape[1:])
-                idx = _pad_hw(idx.astype(np.float64), a["pads"], extra, -1.0)
-                win = _windows(idx, k, a["strides"], d).reshape(-1)
-                win = win[win >= 0].astype(np.int64)
-                cnt = np.bincount(win, minlength=math.prod(shape[1:])).astype(F32)
-                fo = np.broadcast_to(cnt.reshape(1, *shape[1:]) * o, shape)
-            elif kind == "dense":
-                fo = np.full(shape, self.P[op["params"]["weight"]].shape[0], F32)
-            else:
-                fo = np.ones(shape, F32)
-            self._fanout[key] = np.ascontiguousarray(fo, dtype=F32)
-        return self._fanout[key]
+    # ---------------------------------------------------------------- fan-out --------
+    def _synapses(self, op: dict, index: int) -> np.ndarray:
+        """Synapses leaving each element of operand `index` of a Conv/Dense (structural:
+        every kernel tap counts)."""
+        shape = self.shapes[op["inputs"][index]]
+        w = self.P[op["params"]["weight"]]
+        if op["kind"] == "dense":
+            return np.full(shape, w.shape[0], F32)
+        ones = np.ones((w.shape[1] * op["attrs"]["groups"],) + tuple(
+            _window_out(shape, op, w.shape[2:])), F32)
+        cover = self._window_adjoint(op, shape, w.shape[2:], ones[:1])[0]
+        return np.broadcast_to(cover * (w.shape[0] // op["attrs"]["groups"]), shape).copy()
+
+    def _window_adjoint(self, op: dict, shape, kernel, down: np.ndarray) -> np.ndarray:
+        """Sum of `down` (C', OH, OW) over every window that covers each input element."""
+        a = op["attrs"]
+        d = a.get("dilations", (1, 1))
+        extra = tuple(_ceil_extra(shape[1 + i], kernel[i], a["strides"][i], a["pads"][i],
+                                  a["pads"][2 + i], d[i], a.get("ceil_mode", False))
+                      for i in range(2))
+        hw = shape[1] * shape[2]
+        idx = np.arange(hw, dtype=np.float64).reshape(1, 1, *shape[1:])
+        win = _windows(_pad_hw(idx, a["pads"], extra, -1.0), kernel, a["strides"], d)[0, 0]
+        acc = np.zeros((down.shape[0], hw), np.float64)
+        for i in range(win.shape[-2]):
+            for j in range(win.shape[-1]):
+                tap = win[..., i, j].reshape(-1)
+                ok = tap >= 0
+                np.add.at(acc, (slice(None), tap[ok].astype(np.int64)),
+                          down.reshape(down.shape[0], -1)[:, ok])
+        return acc.reshape(down.shape[0], *shape[1:]).astype(F32)
+
+    def fanouts(self) -> dict[str, np.ndarray]:
+        """Per spike source (the output of each `if`, and of a Poisson `encode`), the number
+        of synapses each of its neurons drives, composed through the data-moving and
+        pooling ops between it and the next synaptic op (an average pool followed by a
+        conv is one synaptic layer with a larger receptive field)."""
+        if hasattr(self, "_fo"):
+            return self._fo
+        users: dict[str, list[tuple[dict, int]]] = {}
+        for op in self.ops:
+            for j, v in enumerate(op["inputs"]):
+                users.setdefault(v, []).append((op, j))
+        memo: dict[str, np.ndarray] = {}
+
+        def down(v: str) -> np.ndarray:
+            if v in memo:
+                return memo[v]
+            shape = self.shapes[v]
+            total = np.zeros(shape, F32)
+            for op, j in users.get(v, []):
+                kind = op["kind"]
+                if kind in ("conv", "dense"):
+                    total += self._synapses(op, j)
+                elif kind in ("avgpool", "spikemaxpool", "maxpool"):
+                    total += self._window_adjoint(op, shape, op["attrs"]["kernel"],
+                                                  down(op["out"]))
+                elif kind in ("flatten", "reshape"):
+                    total += down(op["out"]).reshape(shape)
+                elif kind == "pad":
+                    p = op["attrs"]["pads"]
+                    r = len(shape)
+                    total += down(op["out"])[tuple(slice(p[i], p[i] + shape[i])
+                                                   for i in range(r))]
+                elif kind == "concat":
+                    ax = op["attrs"]["axis"]
+                    start = sum(self.shapes[u][ax] for u in op["inputs"][:j])
+                    sl = [slice(None)] * len(shape)
+                    sl[ax] = slice(start, start + shape[ax])
+                    total += down(op["out"])[tuple(sl)]
+                elif kind in ("affine", "add", "batchnorm"):
+                    total += down(op["out"])
+                else:  # a neuron, readout or softmax: one synapse per element
+                    total += 1
+            memo[v] = total
+            return total
+
+        self._fo = {op["out"]: down(op["out"]) for op in self.ops
+                    if op["kind"] == "if" or (op["kind"] == "encode"
+                                              and op["attrs"]["coding"] == "poisson")}
+        return self._fo
 
     def simulate(self, x: np.ndarray, timesteps: int, *, sample_offset: int = 0,
                  chunk_bytes: int = 1 << 28, record: Callable | None = None
@@ -323,6 +383,7 @@ class Network:
                   if op["kind"] == "if"}
         synops = np.zeros(timesteps, np.float64)
         samples = np.arange(sample_offset, sample_offset + b)
+        fanout = self.fanouts()
         feeds = {r["name"]: np.asarray(x, F32) for r in self.g["inputs"][:1]}
         for t0 in range(0, timesteps, tc):
             n = min(tc, timesteps - t0)
@@ -332,16 +393,11 @@ class Network:
             for op in self.ops:
                 ins = [env[i] for i in op["inputs"]]
                 kind = op["kind"]
-                if kind in SYNAPTIC:
-                    for j, (data, const, event) in enumerate(ins):
-                        if event:
-                            fo = self.fanout(op, j)
-                            if const:  # an event signal constant in time
-                                data = np.broadcast_to(data, (n,) + data.shape[1:])
-                            synops[t0:t0 + n] += (data.reshape(n, b, -1) @ fo.reshape(-1)
-                                                  ).sum(axis=1, dtype=np.float64)
                 res = self._step_op(op, ins, n, t0, b, state, samples)
                 env[op["out"]] = res
+                if op["out"] in fanout:
+                    synops[t0:t0 + n] += (res[0].reshape(n, b, -1) @ fanout[op["out"]].reshape(-1)
+                                          ).sum(axis=1, dtype=np.float64)
                 if kind == "if":
                     spikes[op["name"]][t0:t0 + n] += res[0].reshape(n, -1).sum(
                         axis=1, dtype=np.float64)
