@@ -1,0 +1,142 @@
+"""Conversion: SNN rates converge to the normalized ANN activations as T grows, accuracy
+on real MNIST data, encodings, readouts, and the standalone artifact."""
+from __future__ import annotations
+
+import ast
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from conftest import EXAMPLES
+from snnc.backends.sim import interpret, network, runtime
+from snnc.calibration import OnnxCalibration
+from snnc.driver import Options, ann_accuracy, compile_model
+from snnc.frontend import import_onnx, load_model
+from snnc.ir import ops as O
+from snnc.passes import PassContext
+from snnc.passmanager import parse_pipeline, run_passes
+
+MODEL = EXAMPLES / "mnist_cnn.onnx"
+
+
+@pytest.fixture(scope="module")
+def compiled(tmp_path_factory, mnist):
+    out = tmp_path_factory.mktemp("snn") / "out"
+    compile_model(MODEL, out, calib=EXAMPLES / "mnist_calib.npz")
+    return out
+
+
+def test_rates_converge_to_ann_activations(compiled, mnist):
+    """Per layer, mean |rate(t) - clip(a/lambda, 0, 1)| shrinks as t grows."""
+    x = mnist["x"][:40]
+    res = import_onnx(MODEL)
+    ctx = PassContext(calibration=OnnxCalibration(res.model, mnist["calib"]))
+    ann = run_passes(res.graph, parse_pipeline(
+        "fold-batchnorm,fold-affine,relu-before-maxpool,normalize"), ctx)
+    neurons = [op.out for op in ann.ops if isinstance(op, O.Relu)]
+    assert neurons
+    target = {k: np.clip(v, 0, 1) for k, v in
+              interpret(ann, {ann.inputs[0]: x}, outputs=neurons).items()}
+    net = runtime.Network.load(str(compiled))
+    names = {op["name"]: op["out"] for op in net.ops if op["kind"] == "if"}
+    counts = {v: np.zeros_like(target[v]) for v in names.values()}
+    checkpoints = {16: {}, 64: {}, 256: {}}
+
+    def record(op_name, t0, chunk):
+        v = names[op_name]
+        for i in range(len(chunk)):
+            counts[v] += chunk[i]
+            t = t0 + i + 1
+            if t in checkpoints:
+                checkpoints[t][v] = float(np.abs(counts[v] / t - target[v]).mean())
+
+    net.simulate(x, 256, record=record, chunk_bytes=1 << 22)
+    for v in names.values():
+        e = [checkpoints[t][v] for t in (16, 64, 256)]
+        assert e[0] > e[1] > e[2], (v, e)
+        assert e[2] < 0.01, (v, e)
+
+
+@pytest.mark.slow
+def test_accuracy_on_mnist_test_split(compiled, mnist):
+    x, y = mnist["x"], mnist["y"]
+    ann = ann_accuracy(load_model(MODEL), x, y)
+    res = runtime.evaluate(runtime.Network.load(str(compiled)), x, y, [32, 128])
+    acc = {r["timesteps"]: r["accuracy"] for r in res["snn"]}
+    assert ann > 0.97
+    assert acc[128] >= ann - 0.01, (ann, acc)
+    assert acc[32] >= ann - 0.03, (ann, acc)
+
+
+def test_poisson_input_is_reproducible_and_batch_independent(tmp_path, mnist):
+    out = tmp_path / "p"
+    compile_model(MODEL, out, calib=EXAMPLES / "mnist_calib.npz",
+                  options=Options(input_coding="poisson", seed=7))
+    net = runtime.Network.load(str(out))
+    x = mnist["x"][:12]
+    whole = net.simulate(x, 20)["output"]
+    halves = np.concatenate([net.simulate(x[:5], 20)["output"],
+                             net.simulate(x[5:], 20, sample_offset=5)["output"]], axis=1)
+    np.testing.assert_array_equal(whole, halves)
+    other = tmp_path / "q"
+    compile_model(MODEL, other, calib=EXAMPLES / "mnist_calib.npz",
+                  options=Options(input_coding="poisson", seed=8))
+    assert not np.array_equal(whole, runtime.Network.load(str(other)).simulate(x, 20)["output"])
+
+
+def test_poisson_rate_matches_intensity():
+    u = runtime.poisson_uniform(3, np.arange(50), 0, 2000)
+    assert 0.0 <= u.min() and u.max() < 1.0
+    assert abs(float(u.mean()) - 0.5) < 0.01
+    u2 = runtime.poisson_uniform(3, np.arange(50), 1, 2000)
+    assert abs(float(np.corrcoef(u.ravel(), u2.ravel())[0, 1])) < 0.02
+
+
+@pytest.mark.parametrize("opts", [Options(readout="spikes"), Options(reset="zero"),
+                                  Options(v_init=0.5), Options(norm="max")],
+                         ids=["spike-readout", "reset-zero", "v-init", "max-norm"])
+def test_options_convert_and_classify(tmp_path, mnist, opts):
+    out = tmp_path / "o"
+    compile_model(MODEL, out, calib=EXAMPLES / "mnist_calib.npz", options=opts)
+    x, y = mnist["x"][:200], mnist["y"][:200]
+    res = runtime.evaluate(runtime.Network.load(str(out)), x, y, [64])
+    assert res["snn"][0]["accuracy"] > 0.9
+
+
+def test_reset_modes_differ(tmp_path):
+    """Reset to zero loses the surplus charge: with the same input it fires less."""
+    from conftest import small_cnn
+
+    import onnx
+
+    m = small_cnn(1, softmax=False)
+    onnx.save(m, tmp_path / "m.onnx")
+    x = np.random.default_rng(0).random((20, 1, 12, 12), dtype=np.float32)
+    np.savez(tmp_path / "c.npz", x=x)
+    spikes = {}
+    for reset in ("subtract", "zero"):
+        r = compile_model(tmp_path / "m.onnx", None, calib=tmp_path / "c.npz",
+                          options=Options(reset=reset))
+        tr = network(r.graph).simulate(x, 32)
+        spikes[reset] = sum(v.sum() for v in tr["spikes"].values())
+    assert spikes["zero"] < spikes["subtract"]
+
+
+def test_artifact_runs_with_numpy_alone(compiled, tmp_path, mnist):
+    src = (compiled / "snn_runtime.py").read_text()
+    imported = set()
+    for node in ast.walk(ast.parse(src)):
+        if isinstance(node, ast.Import):
+            imported |= {a.name.split(".")[0] for a in node.names}
+        elif isinstance(node, ast.ImportFrom):
+            imported.add((node.module or "").split(".")[0])
+    assert imported <= {"__future__", "argparse", "json", "math", "os", "sys", "typing",
+                        "numpy"}, imported
+    np.savez(tmp_path / "d.npz", x=mnist["x"][:50], y=mnist["y"][:50])
+    r = subprocess.run([sys.executable, str(compiled / "snn_runtime.py"), str(compiled),
+                        "--data", str(tmp_path / "d.npz"), "--timesteps", "16,32"],
+                       capture_output=True, text=True, cwd=tmp_path)
+    assert r.returncode == 0, r.stderr
+    assert "T=   32 accuracy=" in r.stdout
