@@ -4,7 +4,6 @@ from __future__ import annotations
 import numpy as np
 import onnx
 import onnxruntime as ort
-
 from snnc.ir.errors import SnncError
 
 

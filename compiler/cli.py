@@ -13,8 +13,8 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Sequence
 
 from snnc import __version__
 from snnc.ir.errors import SnncError
@@ -36,7 +36,11 @@ def _compile_parser() -> argparse.ArgumentParser:
     p.add_argument("--calib", metavar="CALIB.npz",
                    help="calibration inputs: .npz with x (N, ...) in the model's input layout")
     p.add_argument("--norm", default="percentile:99.9",
-                   help="threshold balancing: max or percentile:P (default percentile:99.9)")
+                   help="threshold balancing: max, percentile:P (default percentile:99.9) "
+                   "or clip (Clip bounds only); a layer with a Clip bound always uses it")
+    p.add_argument("--shift-bias", action="store_true",
+                   help="add theta/(2T) to every neuron's input for T = --timesteps "
+                   "(Deng & Gu)")
     p.add_argument("--reset", default="subtract", choices=["subtract", "zero"])
     p.add_argument("--timesteps", type=int, default=64, metavar="T",
                    help="default simulation length stored with the network (default 64)")
@@ -80,7 +84,7 @@ def _cmd_compile(a: argparse.Namespace) -> int:
 
     opts = Options(norm=a.norm, reset=a.reset, timesteps=a.timesteps,
                    input_coding=a.input_coding, seed=a.seed, readout=a.readout,
-                   v_init=a.v_init)
+                   v_init=a.v_init, shift_bias=a.shift_bias)
     timings: dict[str, float] = {}
     res = compile_model(a.model, a.output, calib=a.calib, options=opts,
                         print_ir_after_all=sys.stderr if a.print_ir_after_all else None,
@@ -106,7 +110,7 @@ def _cmd_check(a: argparse.Namespace) -> int:
     problem = None
     if not res.unsupported:
         try:
-            convert(model, Options())  # structure only: no calibration needed
+            convert(model, Options(), structure_only=True)
         except SnncError as e:
             problem = e
             for r in rows:
@@ -153,6 +157,10 @@ def _cmd_eval(a: argparse.Namespace) -> int:
                        [[r["timesteps"], f"{r['accuracy']:.4f}",
                          f"{r['spikes_per_sample']:.1f}", f"{r['synops_per_sample']:.1f}"]
                         for r in res["snn"]]))
+    tmax = max(steps)
+    print(f"spikes per sample by layer over T={tmax}:")
+    print(format_table(["layer", "spikes/sample"],
+                       [[k, f"{v:.1f}"] for k, v in res["layer_spikes_per_sample"].items()]))
     if a.json:
         from snnc.fsutil import write_file_atomic
 

@@ -5,7 +5,6 @@ import zipfile
 from pathlib import Path
 
 import numpy as np
-
 from snnc.ir.errors import SnncError
 
 

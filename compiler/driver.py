@@ -3,13 +3,13 @@ from __future__ import annotations
 
 import io
 import json
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import numpy as np
 import onnx
-
 from snnc import __version__
 from snnc.backends import BACKENDS
 from snnc.backends.sim import runtime
@@ -23,7 +23,7 @@ from snnc.ir.serialize import dumps_json, load_graph
 from snnc.ir.text import print_graph
 from snnc.passes import PassContext
 from snnc.passes.normalize import parse_method
-from snnc.passmanager import parse_pipeline, pipeline_spec, run_passes
+from snnc.passmanager import parse_pipeline, run_passes
 from snnc.report import layer_table
 
 SOURCE_FILE = "source.onnx"
@@ -42,6 +42,7 @@ class Options:
     seed: int = 0
     readout: str = "membrane"
     v_init: float = 0.0
+    shift_bias: bool = False
     backends: tuple[str, ...] = ("sim",)
 
     def validate(self) -> None:
@@ -64,7 +65,8 @@ class Options:
     def pipeline(self) -> str:
         return (f"fold-batchnorm,fold-affine,relu-before-maxpool,"
                 f"normalize{{method={self.norm}}},"
-                f"convert-to-snn{{reset={self.reset},v_init={self.v_init},"
+                + (f"shift-bias{{timesteps={self.timesteps}}}," if self.shift_bias else "")
+                + f"convert-to-snn{{reset={self.reset},v_init={self.v_init},"
                 f"input_coding={self.input_coding},seed={self.seed},readout={self.readout}}}")
 
 
@@ -78,8 +80,10 @@ class CompileResult:
 
 def convert(model: onnx.ModelProto, opts: Options, *, calib_x: np.ndarray | None = None,
             print_ir_after_all: io.TextIOBase | None = None, dump_dir: Path | None = None,
-            timings: dict[str, float] | None = None) -> tuple[ImportResult, Graph, PassContext]:
-    """Import and run the pipeline (no files written). calib_x None = structure only."""
+            timings: dict[str, float] | None = None, structure_only: bool = False
+            ) -> tuple[ImportResult, Graph, PassContext]:
+    """Import and run the pipeline (no files written). structure_only: no data at all,
+    every scale 1 (what `snnc check` needs to find conversion problems)."""
     imported = import_model(model)
     graph = imported.graph
     if len(graph.inputs) != 1:
@@ -87,7 +91,8 @@ def convert(model: onnx.ModelProto, opts: Options, *, calib_x: np.ndarray | None
                         "with exactly one input")
     graph.meta["timesteps"] = opts.timesteps
     ctx = PassContext(calibration=None if calib_x is None
-                      else OnnxCalibration(imported.model, calib_x))
+                      else OnnxCalibration(imported.model, calib_x),
+                      structure_only=structure_only)
     graph = run_passes(graph, parse_pipeline(opts.pipeline()), ctx,
                        print_ir_after_all=print_ir_after_all, dump_dir=dump_dir,
                        timings=timings)
@@ -108,9 +113,10 @@ def compile_model(model_path: str | Path, out_dir: str | Path | None, *,
     calib_x = None
     if calib is not None:
         calib_x, _ = load_npz(calib, input_shape, need_labels=False, what="calibration")
-    else:
+    elif opts.norm != "clip":
         raise SnncError(f"normalization '{opts.norm}' needs calibration data",
-                        hint="pass --calib CALIB.npz (a few hundred training inputs as x)")
+                        hint="pass --calib CALIB.npz (a few hundred training inputs as x), "
+                             "or --norm clip for a network whose every activation is a Clip")
     imported, graph, ctx = convert(model, opts, calib_x=calib_x,
                                    print_ir_after_all=print_ir_after_all,
                                    dump_dir=None if dump_ir is None else Path(dump_ir),

@@ -14,14 +14,14 @@ Concat on axis 0) are unsupported, with that reason.
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import numpy as np
 import onnx
 from onnx import numpy_helper
-
 from snnc.ir import ops as O
 from snnc.ir.errors import SnncError
 from snnc.ir.graph import Graph, Value

@@ -6,7 +6,6 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
-
 from snnc.ir.errors import SnncError
 from snnc.ir.ops import Op, Shape
 

@@ -14,7 +14,6 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-
 from snnc.ir.errors import SnncError
 from snnc.ir.graph import Graph, Value
 from snnc.ir.ops import OPS

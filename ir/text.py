@@ -20,7 +20,6 @@ from dataclasses import fields
 from typing import Any
 
 import numpy as np
-
 from snnc.ir.errors import SnncError
 from snnc.ir.graph import Graph, Value
 from snnc.ir.ops import OPS

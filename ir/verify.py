@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import numpy as np
-
 from snnc.ir.errors import SnncError
 from snnc.ir.graph import Graph
 from snnc.ir.ops import OPS

@@ -13,9 +13,11 @@ from snnc.passes.fold_affine import FoldAffine
 from snnc.passes.fold_batchnorm import FoldBatchNorm
 from snnc.passes.normalize import Normalize
 from snnc.passes.relu_before_maxpool import ReluBeforeMaxPool
+from snnc.passes.shift_bias import ShiftBias
 
 PASSES: dict[str, type[Pass]] = {
-    p.name: p for p in (FoldBatchNorm, FoldAffine, ReluBeforeMaxPool, Normalize, ConvertToSnn)
+    p.name: p for p in (FoldBatchNorm, FoldAffine, ReluBeforeMaxPool, Normalize, ShiftBias,
+                       ConvertToSnn)
 }
 
 __all__ = ["PASSES", "Pass", "PassContext"]

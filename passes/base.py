@@ -5,7 +5,6 @@ from dataclasses import dataclass, field
 from typing import Any, ClassVar, Protocol
 
 import numpy as np
-
 from snnc.ir.graph import Graph
 
 
@@ -20,6 +19,8 @@ class PassContext:
     end up in the compile report (per-layer scales, decisions taken)."""
 
     calibration: Calibration | None = None
+    #: compile for structure only (snnc check): no data, every scale 1
+    structure_only: bool = False
     notes: dict[str, Any] = field(default_factory=dict)
 
 

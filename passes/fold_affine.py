@@ -11,7 +11,6 @@ from dataclasses import dataclass
 from typing import ClassVar
 
 import numpy as np
-
 from snnc.ir import ops as O
 from snnc.ir.graph import Graph
 from snnc.passes.base import Pass, PassContext

@@ -15,9 +15,12 @@ value it cannot rescale, the graph outputs) an Affine rescaling edge is inserted
 every join sees one scale. Graph outputs are restored to s = 1, so the normalized ANN
 computes exactly what the ONNX model computes: the pass is checked against onnxruntime.
 
-Methods: `max` (p = 100) or `percentile:P` (default 99.9) of the layer's activations.
-Decision: only positive activations count (zeros say nothing about the scale). A Clip
-bound caps lambda (lambda = min(stat, hi)) since the ANN never exceeds it.
+Methods: `max` (p = 100) or `percentile:P` (default 99.9) of the layer's activations;
+`clip`: only the Clip bounds (no calibration data needed when every layer has one).
+Wherever a layer has a Clip(0, hi) bound (threshold ReLU, ReLU6), lambda = hi whatever
+the method (METHODS 4, Ding et al. Theorem 1: the IF neuron saturates exactly where the
+ANN clips, so the layer converts without loss as T grows).
+Decision: only positive activations count (zeros say nothing about the scale).
 Decision: the statistic of relu(x) over positive values equals that of x over positive
 values, so the neuron's *input* tensor is read from onnxruntime (it keeps its ONNX name
 through folding and the relu-before-maxpool rewrite).
@@ -29,7 +32,6 @@ from dataclasses import dataclass
 from typing import ClassVar
 
 import numpy as np
-
 from snnc.ir import ops as O
 from snnc.ir.errors import SnncError
 from snnc.ir.graph import Graph
@@ -45,9 +47,12 @@ def is_neuron(op: O.Op) -> bool:
 
 
 def parse_method(spec: str) -> float:
-    """'max' -> 100, 'percentile:P' -> P (0 < P <= 100)."""
+    """'max' -> 100, 'percentile:P' -> P (0 < P <= 100); 'clip' -> 99.9 for the layers
+    without a clip bound (when calibration data is given)."""
     if spec == "max":
         return 100.0
+    if spec == "clip":
+        return 99.9
     if spec.startswith("percentile:"):
         try:
             p = float(spec.split(":", 1)[1])
@@ -90,9 +95,13 @@ class Normalize(Pass):
                                    for v in outs.values() if v in acts}
         lam = {}
         for op in neurons:
+            if isinstance(op, O.Clip) and op.hi is not None and op.hi > 0:
+                lam[op.name] = float(op.hi)
+                continue
+            if ctx.calibration is None and not ctx.structure_only:
+                raise op.error("this layer has no clip bound, so its scale must come from "
+                               "calibration data", hint="pass --calib CALIB.npz")
             v = robust_max(acts[op.x], pct) if acts else 1.0
-            if isinstance(op, O.Clip) and op.hi is not None:
-                v = min(v, op.hi) if v > 0 else op.hi
             if v <= 0:
                 # A layer that never activates on the calibration data: keep its scale so
                 # it stays silent rather than dividing by zero.

@@ -6,10 +6,9 @@ import json
 import numpy as np
 import onnx
 import pytest
+from conftest import small_cnn
 from onnx import TensorProto
 from onnx import helper as h
-
-from conftest import small_cnn
 from snnc.cli import main
 
 

@@ -8,7 +8,6 @@ import sys
 
 import numpy as np
 import pytest
-
 from conftest import EXAMPLES
 from snnc.backends.sim import interpret, network, runtime
 from snnc.calibration import OnnxCalibration
@@ -107,9 +106,8 @@ def test_options_convert_and_classify(tmp_path, mnist, opts):
 
 def test_reset_modes_differ(tmp_path):
     """Reset to zero loses the surplus charge: with the same input it fires less."""
-    from conftest import small_cnn
-
     import onnx
+    from conftest import small_cnn
 
     m = small_cnn(1, softmax=False)
     onnx.save(m, tmp_path / "m.onnx")
@@ -132,7 +130,8 @@ def test_artifact_runs_with_numpy_alone(compiled, tmp_path, mnist):
             imported |= {a.name.split(".")[0] for a in node.names}
         elif isinstance(node, ast.ImportFrom):
             imported.add((node.module or "").split(".")[0])
-    assert imported <= {"__future__", "argparse", "json", "math", "os", "sys", "typing",
+    assert imported <= {"__future__", "argparse", "collections", "json", "math", "os", "sys",
+                        "typing",
                         "numpy"}, imported
     np.savez(tmp_path / "d.npz", x=mnist["x"][:50], y=mnist["y"][:50])
     r = subprocess.run([sys.executable, str(compiled / "snn_runtime.py"), str(compiled),

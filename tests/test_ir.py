@@ -3,7 +3,6 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-
 from conftest import small_cnn
 from snnc.driver import Options, convert
 from snnc.frontend import import_model
@@ -18,7 +17,7 @@ from snnc.ir.verify import verify
 def _graphs():
     m = small_cnn(residual=True)
     ann = import_model(m).graph
-    _, snn, _ = convert(m, Options())
+    _, snn, _ = convert(m, Options(), structure_only=True)
     return {"ann": ann, "snn": snn}
 
 

@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-
 from conftest import small_cnn
 from helpers import ort_run, rel_err
 from snnc.backends.sim import interpret
@@ -90,3 +89,44 @@ def test_pipeline_strings_round_trip():
     spec = pipeline_spec(passes)
     assert pipeline_spec(parse_pipeline(spec)) == spec
     assert [p.name for p in passes][-1] == "convert-to-snn"
+
+
+def _concat_model(seed: int = 0):
+    """Two conv branches with different scales joined by Concat, then conv+relu+gemm."""
+    from onnx import TensorProto
+    from onnx import helper as h
+    from onnx import numpy_helper as nh
+
+    r = np.random.default_rng(seed)
+
+    def init(name, shape, scale):
+        return nh.from_array(r.normal(0, scale, shape).astype(np.float32), name)
+
+    inits = [init("wa", (4, 1, 3, 3), 0.3), init("wb", (3, 1, 1, 1), 2.0),
+             init("wc", (5, 7, 3, 3), 0.3), init("wd", (10, 5 * 8 * 8), 0.2)]
+    nodes = [h.make_node("Conv", ["x", "wa"], ["a"], name="ca"),
+             h.make_node("Relu", ["a"], ["ra"], name="ra"),
+             h.make_node("Conv", ["x", "wb"], ["b"], pads=[0, 0, 0, 0], name="cb"),
+             h.make_node("Relu", ["b"], ["rb0"], name="rb0"),
+             h.make_node("MaxPool", ["rb0"], ["rb"], kernel_shape=[3, 3], name="pb"),
+             h.make_node("Concat", ["ra", "rb"], ["cat"], axis=1, name="cat"),
+             h.make_node("Conv", ["cat", "wc"], ["c"], name="cc"),
+             h.make_node("Relu", ["c"], ["rc"], name="rc"),
+             h.make_node("Flatten", ["rc"], ["f"], name="f"),
+             h.make_node("Gemm", ["f", "wd"], ["y"], transB=1, name="fc")]
+    g = h.make_graph(nodes, "cat", [h.make_tensor_value_info("x", TensorProto.FLOAT,
+                                                             ["N", 1, 12, 12])],
+                     [h.make_tensor_value_info("y", TensorProto.FLOAT, ["N", 10])], inits)
+    return h.make_model(g, opset_imports=[h.make_opsetid("", 13)])
+
+
+def test_concat_join_is_consistent(rng):
+    model = _concat_model()
+    x = rng.random((16, 1, 12, 12), dtype=np.float32)
+    res = import_model(model)
+    ctx = PassContext(calibration=OnnxCalibration(res.model, x))
+    g = run_passes(res.graph, parse_pipeline("fold-batchnorm,normalize{method=max}"), ctx)
+    assert rel_err(list(interpret(g, {"x": x}).values())[0], ort_run(model, x)[0]) <= 1e-4
+    cat = next(op for op in g.ops if isinstance(op, O.Concat))
+    prod = g.producers()
+    assert any(isinstance(prod.get(v), O.Affine) for v in cat.xs)  # one branch rescaled

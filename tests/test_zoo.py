@@ -11,12 +11,11 @@ import os
 import numpy as np
 import onnx
 import pytest
-from onnx import numpy_helper as nh
-
 from helpers import ort_run, rel_err
+from onnx import numpy_helper as nh
 from snnc.backends.sim import interpret
 from snnc.cli import main
-from snnc.frontend import import_onnx, import_model
+from snnc.frontend import import_model, import_onnx
 
 LIGHT = os.path.join(os.path.dirname(onnx.__file__), "backend", "test", "data", "light")
 

@@ -8,7 +8,6 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
-
 from snnc.backends.sim import runtime
 from snnc.ir.graph import Graph
 from snnc.ir.serialize import graph_files, graph_to_dict

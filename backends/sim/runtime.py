@@ -25,7 +25,8 @@ import json
 import math
 import os
 import sys
-from typing import Any, Callable, Iterator
+from collections.abc import Callable, Iterator
+from typing import Any
 
 import numpy as np
 
@@ -261,7 +262,7 @@ class Network:
         self.spiking = "spiking" in graph["facts"]
 
     @classmethod
-    def load(cls, directory: str) -> "Network":
+    def load(cls, directory: str) -> Network:
         with open(os.path.join(directory, "graph.json")) as f:
             g = json.load(f)
         with np.load(os.path.join(directory, "params.npz"), allow_pickle=False) as z:

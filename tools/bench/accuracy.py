@@ -16,9 +16,8 @@ import tempfile
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import MODELS, MODELS_DIR, ensure_models  # noqa: E402
-
-from snnc.cli import main as snnc  # noqa: E402
+from common import MODELS, MODELS_DIR, ensure_models
+from snnc.cli import main as snnc
 
 STEPS = [8, 16, 32, 64, 128, 256]
 

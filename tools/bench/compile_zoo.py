@@ -18,7 +18,6 @@ from pathlib import Path
 import numpy as np
 import onnx
 
-
 # Runs in a fresh interpreter: time the in-process compile and report its own peak RSS.
 CHILD = """
 import resource, sys, time

@@ -16,12 +16,11 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import MODELS, data, ensure_models  # noqa: E402
-
-from snnc.backends.sim import runtime  # noqa: E402
-from snnc.calibration import ort_session  # noqa: E402
-from snnc.driver import compile_model  # noqa: E402
-from snnc.frontend import load_model  # noqa: E402
+from common import MODELS, data, ensure_models
+from snnc.backends.sim import runtime
+from snnc.calibration import ort_session
+from snnc.driver import compile_model
+from snnc.frontend import load_model
 
 
 def best(fn, repeats: int) -> float:
@@ -53,8 +52,8 @@ def main() -> int:
         sess = ort_session(load_model(path))
         feed = {sess.get_inputs()[0].name: xb}
         sess.run(None, feed)
-        t_ort = best(lambda: sess.run(None, feed), args.repeats * 5) / len(xb)
-        t_sim = best(lambda: net.simulate(xb, args.timesteps), args.repeats) / (
+        t_ort = best(lambda s=sess, f=feed: s.run(None, f), args.repeats * 5) / len(xb)
+        t_sim = best(lambda n=net: n.simulate(xb, args.timesteps), args.repeats) / (
             len(xb) * args.timesteps)
         print(f"{name:12s} {t_ort * 1e6:14.2f} {t_sim * 1e6:19.2f} {t_sim / t_ort:7.2f}")
     return 0
