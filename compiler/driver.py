@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import io
-import json
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -12,7 +11,7 @@ import numpy as np
 import onnx
 from snnc import __version__
 from snnc.backends import BACKENDS
-from snnc.backends.sim import runtime
+from snnc.backends.sim import network, runtime
 from snnc.calibration import OnnxCalibration, ort_batches, ort_session
 from snnc.data import load_npz
 from snnc.frontend import ImportResult, import_model, load_model
@@ -188,8 +187,8 @@ def evaluate(out_dir: str | Path, data: str | Path, timesteps: list[int], *,
         raise SnncError(f"'{out}' has no copy of the source model ({SOURCE_FILE})",
                         hint="recompile the model")
     ann = ann_accuracy(load_model(source), x, y, batch)
-    net = runtime.Network(json.loads((out / "graph.json").read_text()), graph.params)
-    res = runtime.evaluate(net, x, y, sorted(set(timesteps)), batch=batch, progress=progress)
+    res = runtime.evaluate(network(graph), x, y, sorted(set(timesteps)), batch=batch,
+                           progress=progress)
     return {"ann_accuracy": ann, "snn": res["snn"], "samples": len(x),
             "accuracy_per_step": res["accuracy_per_step"],
             "layer_spikes_per_sample": {k: float(np.sum(v)) for k, v in

@@ -113,7 +113,6 @@ class Normalize(Pass):
         g = graph.copy()
         lam = self.lambdas(g, ctx)
         ctx.notes["lambda"] = lam
-        users = g.consumers()
 
         # target(v): the scale v's consumers want (backwards); 1 where nothing asks.
         target: dict[str, float] = {}
@@ -187,5 +186,4 @@ class Normalize(Pass):
             outputs.append(rescaled(v, 1.0, fake))
         g.outputs = outputs
         g.meta["lambda"] = lam
-        del users
         return g.rebuild(new_ops)
