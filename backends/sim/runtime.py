@@ -56,16 +56,13 @@ def _pad_hw(x: np.ndarray, pads, extra=(0, 0), value: float = 0.0) -> np.ndarray
     return np.pad(x, width, constant_values=value)
 
 
-def _window_out(shape, op: dict, kernel) -> tuple[int, int]:
+def _op_extra(op: dict, hw, kernel) -> tuple[int, int]:
+    """The ceil_mode end padding of a windowed op (conv or pool) on spatial size hw."""
     a = op["attrs"]
     d = a.get("dilations", (1, 1))
-    out = []
-    for i in range(2):
-        extra = _ceil_extra(shape[1 + i], kernel[i], a["strides"][i], a["pads"][i],
-                            a["pads"][2 + i], d[i], a.get("ceil_mode", False))
-        span = shape[1 + i] + a["pads"][i] + a["pads"][2 + i] + extra - d[i] * (kernel[i] - 1)
-        out.append((span - 1) // a["strides"][i] + 1)
-    return out[0], out[1]
+    return tuple(_ceil_extra(hw[i], kernel[i], a["strides"][i], a["pads"][i],
+                             a["pads"][2 + i], d[i], a.get("ceil_mode", False))
+                 for i in range(2))
 
 
 def _windows(x: np.ndarray, k, s, d) -> np.ndarray:
@@ -151,8 +148,7 @@ def k_clip(op, P, xs):
 def _pool_view(op, x, value, dil=(1, 1)):
     a = op["attrs"]
     k, s, pads = a["kernel"], a["strides"], a["pads"]
-    extra = tuple(_ceil_extra(x.shape[2 + i], k[i], s[i], pads[i], pads[2 + i], dil[i],
-                              a["ceil_mode"]) for i in range(2))
+    extra = _op_extra(op, x.shape[-2:], k)
     return _windows(_pad_hw(x, pads, extra, value), k, s, dil), extra
 
 
@@ -260,6 +256,7 @@ class Network:
         self.shapes = {r["name"]: tuple(r["shape"]) for r in graph["inputs"]}
         self.shapes.update({k: tuple(v) for k, v in graph["shapes"].items()})
         self.spiking = "spiking" in graph["facts"]
+        self._fo: dict[str, np.ndarray] | None = None  # fan-outs, computed on first use
 
     @classmethod
     def load(cls, directory: str) -> Network:
@@ -289,21 +286,19 @@ class Network:
         w = self.P[op["params"]["weight"]]
         if op["kind"] == "dense":
             return np.full(shape, w.shape[0], F32)
-        ones = np.ones((w.shape[1] * op["attrs"]["groups"],) + tuple(
-            _window_out(shape, op, w.shape[2:])), F32)
-        cover = self._window_adjoint(op, shape, w.shape[2:], ones[:1])[0]
+        cover = self._window_adjoint(op, shape, w.shape[2:], None)[0]
         return np.broadcast_to(cover * (w.shape[0] // op["attrs"]["groups"]), shape).copy()
 
-    def _window_adjoint(self, op: dict, shape, kernel, down: np.ndarray) -> np.ndarray:
-        """Sum of `down` (C', OH, OW) over every window that covers each input element."""
+    def _window_adjoint(self, op: dict, shape, kernel, down: np.ndarray | None) -> np.ndarray:
+        """Sum of `down` (C', OH, OW) over every window that covers each input element;
+        down=None counts the windows (one channel)."""
         a = op["attrs"]
-        d = a.get("dilations", (1, 1))
-        extra = tuple(_ceil_extra(shape[1 + i], kernel[i], a["strides"][i], a["pads"][i],
-                                  a["pads"][2 + i], d[i], a.get("ceil_mode", False))
-                      for i in range(2))
         hw = shape[1] * shape[2]
         idx = np.arange(hw, dtype=np.float64).reshape(1, 1, *shape[1:])
-        win = _windows(_pad_hw(idx, a["pads"], extra, -1.0), kernel, a["strides"], d)[0, 0]
+        win = _windows(_pad_hw(idx, a["pads"], _op_extra(op, shape[1:], kernel), -1.0),
+                       kernel, a["strides"], a.get("dilations", (1, 1)))[0, 0]
+        if down is None:
+            down = np.ones((1, *win.shape[:2]), F32)
         acc = np.zeros((down.shape[0], hw), np.float64)
         for i in range(win.shape[-2]):
             for j in range(win.shape[-1]):
@@ -318,7 +313,7 @@ class Network:
         of synapses each of its neurons drives, composed through the data-moving and
         pooling ops between it and the next synaptic op (an average pool followed by a
         conv is one synaptic layer with a larger receptive field)."""
-        if hasattr(self, "_fo"):
+        if self._fo is not None:
             return self._fo
         users: dict[str, list[tuple[dict, int]]] = {}
         for op in self.ops:
