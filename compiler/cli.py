@@ -36,17 +36,24 @@ def _compile_parser() -> argparse.ArgumentParser:
     p.add_argument("--calib", metavar="CALIB.npz",
                    help="calibration inputs: .npz with x (N, ...) in the model's input layout")
     p.add_argument("--norm", default="percentile:99.9",
-                   help="threshold balancing: max, percentile:P (default percentile:99.9) "
-                   "or clip (Clip bounds only); a layer with a Clip bound always uses it")
+                   help="threshold balancing: max, percentile:P (default percentile:99.9), "
+                   "channel:P (one lambda per channel; channel = channel:99.9) or clip (Clip "
+                   "bounds only); a layer with a Clip bound always uses it")
     p.add_argument("--shift-bias", action="store_true",
                    help="add theta/(2T) to every neuron's input for T = --timesteps "
                    "(Deng & Gu)")
+    p.add_argument("--fit", metavar="T1:T2",
+                   help="finite input time: input and biases for T1 steps, then T2 drain "
+                   "steps; the network runs T1+T2 steps (e.g. --fit 5:4)")
     p.add_argument("--reset", default="subtract", choices=["subtract", "zero"])
     p.add_argument("--timesteps", type=int, default=64, metavar="T",
                    help="default simulation length stored with the network (default 64)")
     p.add_argument("--input-coding", default="analog", choices=["analog", "poisson"])
-    p.add_argument("--seed", type=int, default=0, help="seed of the Poisson input")
-    p.add_argument("--readout", default="membrane", choices=["membrane", "spikes"])
+    p.add_argument("--seed", type=int, default=0,
+                   help="seed of the Poisson input and the spiking softmax")
+    p.add_argument("--readout", default="membrane", choices=["membrane", "spikes", "softmax"],
+                   help="membrane potential of the output integrator (default), spike "
+                   "count, or Rueckauer's spiking softmax (seeded by --seed)")
     p.add_argument("--v-init", type=float, default=0.0,
                    help="initial membrane as a fraction of the threshold (e.g. 0.5)")
     p.add_argument("--print-ir-after-all", action="store_true",
@@ -74,6 +81,17 @@ def _eval_parser() -> argparse.ArgumentParser:
     p.add_argument("--timesteps", default=None,
                    help="comma-separated step counts (default: the compile-time T)")
     p.add_argument("--json", metavar="FILE", help="also write the results as JSON")
+    p.add_argument("--diagnostics", metavar="FILE",
+                   help="write the per-layer diagnostics (rates, saturation, K curve, "
+                   "correlation, verdicts, energy) as JSON")
+    p.add_argument("--plots", metavar="DIR",
+                   help="write PNG plots (accuracy-latency, K curves, layer activity) to "
+                   "DIR; needs pip install 'snnc[plot]'")
+    p.add_argument("--cost-table", default="horowitz45nm", metavar="NAME|FILE.json",
+                   help="energy cost table: horowitz45nm (default), horowitz45nm-int8, or "
+                   "a JSON file with synop_pJ, neuron_update_pJ, mac_pJ, source")
+    p.add_argument("--no-diagnostics", action="store_true",
+                   help="only accuracy, spikes and SynOps (faster)")
     p.add_argument("--batch", type=int, default=100)
     p.add_argument("--debug", action="store_true")
     return p
@@ -84,7 +102,7 @@ def _cmd_compile(a: argparse.Namespace) -> int:
 
     opts = Options(norm=a.norm, reset=a.reset, timesteps=a.timesteps,
                    input_coding=a.input_coding, seed=a.seed, readout=a.readout,
-                   v_init=a.v_init, shift_bias=a.shift_bias)
+                   v_init=a.v_init, shift_bias=a.shift_bias, fit=a.fit)
     timings: dict[str, float] = {}
     res = compile_model(a.model, a.output, calib=a.calib, options=opts,
                         print_ir_after_all=sys.stderr if a.print_ir_after_all else None,
@@ -148,8 +166,12 @@ def _cmd_eval(a: argparse.Namespace) -> int:
         from tqdm import tqdm
 
         bar = tqdm(unit="sample", desc="simulating", leave=False)
+    if a.no_diagnostics and (a.diagnostics or a.plots):
+        raise SnncError("--diagnostics and --plots need the diagnostics; drop "
+                        "--no-diagnostics")
     res = evaluate(a.out, a.data, steps, batch=a.batch,
-                   progress=None if bar is None else bar.update)
+                   progress=None if bar is None else bar.update,
+                   diagnose=not a.no_diagnostics, costs=a.cost_table)
     if bar is not None:
         bar.close()
     print(f"ANN accuracy (onnxruntime): {res['ann_accuracy']:.4f} on {res['samples']} samples")
@@ -161,9 +183,20 @@ def _cmd_eval(a: argparse.Namespace) -> int:
     print(f"spikes per sample by layer over T={tmax}:")
     print(format_table(["layer", "spikes/sample"],
                        [[k, f"{v:.1f}"] for k, v in res["layer_spikes_per_sample"].items()]))
-    if a.json:
-        from snnc.fsutil import write_file_atomic
+    from snnc.fsutil import write_file_atomic
 
+    diag = res.get("diagnostics")
+    if diag is not None:
+        from snnc.diagnostics import format_diagnostics, write_plots
+
+        print(format_diagnostics(diag))
+        if a.plots:
+            for path in write_plots(diag, a.plots):
+                print(f"wrote {path}")
+        if a.diagnostics:
+            write_file_atomic(a.diagnostics,
+                              (json.dumps(diag, indent=1) + "\n").encode())
+    if a.json:
         payload = {"ann_accuracy": res["ann_accuracy"], "snn": res["snn"]}
         write_file_atomic(a.json, (json.dumps(payload, indent=1) + "\n").encode())
     return 0

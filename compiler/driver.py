@@ -14,6 +14,7 @@ from snnc.backends import BACKENDS
 from snnc.backends.sim import network, runtime
 from snnc.calibration import OnnxCalibration, ort_batches, ort_session
 from snnc.data import load_npz
+from snnc.diagnostics import Diagnostics, cost_table, energy, verdicts
 from snnc.frontend import ImportResult, import_model, load_model
 from snnc.fsutil import write_tree_atomic
 from snnc.ir.errors import SnncError
@@ -42,13 +43,36 @@ class Options:
     readout: str = "membrane"
     v_init: float = 0.0
     shift_bias: bool = False
+    #: finite input time "T1:T2" (METHODS 6): input and biases for T1 steps, T2 drain steps
+    fit: str | None = None
     backends: tuple[str, ...] = ("sim",)
+
+    def fit_steps(self) -> tuple[int, int] | None:
+        """(T1, T2) of --fit, or None."""
+        if self.fit is None:
+            return None
+        t1, sep, t2 = self.fit.partition(":")
+        try:
+            steps = int(t1), int(t2)
+        except ValueError:
+            steps = (0, -1)
+        if not sep or steps[0] < 1 or steps[1] < 0:
+            raise SnncError(f"bad finite input time '{self.fit}'",
+                            hint="use T1:T2 (input steps : drain steps), e.g. --fit 5:4")
+        return steps
+
+    def total_timesteps(self) -> int:
+        """The simulation length stored with the network: T, or T1 + T2 with --fit."""
+        fit = self.fit_steps()
+        return self.timesteps if fit is None else fit[0] + fit[1]
 
     def validate(self) -> None:
         parse_method(self.norm)
+        self.fit_steps()
         for name, val, allowed in (("reset", self.reset, ("subtract", "zero")),
                                    ("input coding", self.input_coding, ("analog", "poisson")),
-                                   ("readout", self.readout, ("membrane", "spikes"))):
+                                   ("readout", self.readout, ("membrane", "spikes",
+                                                              "softmax"))):
             if val not in allowed:
                 raise SnncError(f"unknown {name} '{val}'", hint=f"use {' or '.join(allowed)}")
         if self.timesteps < 1:
@@ -62,11 +86,16 @@ class Options:
                                 hint=f"available: {', '.join(sorted(BACKENDS))}")
 
     def pipeline(self) -> str:
+        fit = self.fit_steps()
+        # with finite input time, the rate is read over the T1 input steps, so the
+        # quantization step that shift-bias centres is 1/T1
+        shift_t = self.timesteps if fit is None else fit[0]
         return (f"fold-batchnorm,fold-affine,relu-before-maxpool,"
                 f"normalize{{method={self.norm}}},"
-                + (f"shift-bias{{timesteps={self.timesteps}}}," if self.shift_bias else "")
+                + (f"shift-bias{{timesteps={shift_t}}}," if self.shift_bias else "")
                 + f"convert-to-snn{{reset={self.reset},v_init={self.v_init},"
-                f"input_coding={self.input_coding},seed={self.seed},readout={self.readout}}}")
+                f"input_coding={self.input_coding},seed={self.seed},readout={self.readout}}}"
+                + ("" if fit is None else f",finite-input{{steps={fit[0]}}}"))
 
 
 @dataclass
@@ -88,7 +117,7 @@ def convert(model: onnx.ModelProto, opts: Options, *, calib_x: np.ndarray | None
     if len(graph.inputs) != 1:
         raise SnncError(f"the model has {len(graph.inputs)} inputs; snnc converts networks "
                         "with exactly one input")
-    graph.meta["timesteps"] = opts.timesteps
+    graph.meta["timesteps"] = opts.total_timesteps()
     ctx = PassContext(calibration=None if calib_x is None
                       else OnnxCalibration(imported.model, calib_x),
                       structure_only=structure_only)
@@ -171,9 +200,12 @@ def ann_accuracy(model: onnx.ModelProto, x: np.ndarray, y: np.ndarray, batch: in
 
 
 def evaluate(out_dir: str | Path, data: str | Path, timesteps: list[int], *,
-             batch: int = 100, progress: Callable[[int], None] | None = None
-             ) -> dict[str, Any]:
-    """Simulate a compiled network on labelled data; the `snnc eval` JSON contract."""
+             batch: int = 100, progress: Callable[[int], None] | None = None,
+             diagnose: bool = True, costs: str = "horowitz45nm") -> dict[str, Any]:
+    """Simulate a compiled network on labelled data: the `snnc eval` JSON contract
+    ("ann_accuracy", "snn") plus, with `diagnose`, the per-layer diagnostics
+    (compiler/diagnostics.py) under "diagnostics"."""
+    table = cost_table(costs) if diagnose else None
     out = Path(out_dir)
     graph = load_graph(out)
     if "spiking" not in graph.facts:
@@ -186,10 +218,33 @@ def evaluate(out_dir: str | Path, data: str | Path, timesteps: list[int], *,
     if not source.is_file():
         raise SnncError(f"'{out}' has no copy of the source model ({SOURCE_FILE})",
                         hint="recompile the model")
-    ann = ann_accuracy(load_model(source), x, y, batch)
-    res = runtime.evaluate(network(graph), x, y, sorted(set(timesteps)), batch=batch,
-                           progress=progress)
-    return {"ann_accuracy": ann, "snn": res["snn"], "samples": len(x),
+    model = load_model(source)
+    ann = ann_accuracy(model, x, y, batch)
+    steps = sorted(set(timesteps))
+    net = network(graph)
+    obs = Diagnostics(net.g, max(steps), steps) if diagnose else None
+    res = runtime.evaluate(net, x, y, steps, batch=batch, progress=progress, observer=obs)
+    out = {"ann_accuracy": ann, "snn": res["snn"], "samples": len(x),
+           "accuracy_per_step": res["accuracy_per_step"],
+           "layer_spikes_per_sample": {k: float(np.sum(v)) for k, v in
+                                       res["layer_spikes"].items()}}
+    if obs is not None and table is not None:
+        tmax = max(steps)
+        layers = obs.result()
+        last = res["snn"][-1]
+        verdicts(layers, ann, last["accuracy"], tmax)
+        macs = sum(r["macs"] for r in layer_table(import_model(model).graph))
+        neurons = sum(r["neurons"] for r in layer_table(graph))
+        out["diagnostics"] = {
+            "timesteps": tmax,
+            "input_steps": obs.t_in or tmax,
             "accuracy_per_step": res["accuracy_per_step"],
-            "layer_spikes_per_sample": {k: float(np.sum(v)) for k, v in
-                                        res["layer_spikes"].items()}}
+            "layers": layers,
+            "ann_macs_per_sample": macs,
+            "synops_per_sample": last["synops_per_sample"],
+            "spikes_per_sample": last["spikes_per_sample"],
+            "neuron_updates_per_sample": neurons * tmax,
+            "energy": energy(last["spikes_per_sample"], last["synops_per_sample"],
+                             neurons * tmax, macs, tmax, table),
+        }
+    return out

@@ -375,17 +375,47 @@ class Softmax(Op):
 @dataclass(frozen=True)
 class Encode(Op):
     """Input encoding. analog: x is a constant input current every step (METHODS 1).
-    poisson: a spike with probability clip(x, 0, 1) each step, from a seeded generator."""
+    poisson: a spike with probability clip(x, 0, 1) each step, from a seeded generator.
+    steps: the input is presented for the first `steps` steps only, nothing after (finite
+    input time, METHODS 6); 0 = for ever."""
 
     x: str = operand()
     coding: str = attr("analog")
     seed: int = attr(0)
+    steps: int = attr(0)
     kind: ClassVar[str] = "encode"
     spiking: ClassVar[bool] = True
 
     def infer_shape(self, shapes, params):
         if self.coding not in ("analog", "poisson"):
             raise self.error(f"unknown input coding '{self.coding}'")
+        if self.steps < 0:
+            raise self.error(f"steps must be >= 0, got {self.steps}")
+        return shapes[0]
+
+
+@dataclass(frozen=True)
+class Current(Op):
+    """A constant input current (a bias) added to x during the first `steps` steps only
+    (finite input time, METHODS 6); 0 = every step. bias broadcasts against the
+    per-sample shape."""
+
+    x: str = operand()
+    bias: str = param()
+    steps: int = attr(0)
+    kind: ClassVar[str] = "current"
+    spiking: ClassVar[bool] = True
+
+    def infer_shape(self, shapes, params):
+        b = params[self.bias]
+        try:
+            out = _broadcast(shapes[0], b.shape)
+        except ValueError:
+            out = None
+        if out != tuple(shapes[0]) or b.ndim > len(shapes[0]):
+            raise self.error(f"bias {list(b.shape)} does not broadcast to {list(shapes[0])}")
+        if self.steps < 0:
+            raise self.error(f"steps must be >= 0, got {self.steps}")
         return shapes[0]
 
 
@@ -455,8 +485,31 @@ class Accumulate(Op):
         return shapes[0]
 
 
+@dataclass(frozen=True)
+class SpikingSoftmax(Op):
+    """Rueckauer's spiking softmax (METHODS 7, after Nessler et al. 2009): the neurons
+    only integrate their input, V(t) = sum of x up to t. An external Poisson clock fires
+    with probability `rate` per step; when it fires, exactly one neuron of the sample
+    spikes, drawn from softmax(V(t)) over the flattened per-sample value.
+    Decision: the draw uses the accumulated potential itself (as the paper states), so
+    the distribution sharpens as evidence accumulates. Draws come from the same
+    counter-based generator as Poisson input (a function of seed, sample, step)."""
+
+    x: str = operand()
+    rate: float = attr(1.0)
+    seed: int = attr(0)
+    kind: ClassVar[str] = "spikesoftmax"
+    spiking: ClassVar[bool] = True
+
+    def infer_shape(self, shapes, params):
+        if not 0.0 < self.rate <= 1.0:
+            raise self.error(f"clock rate must be in (0, 1], got {self.rate}")
+        return shapes[0]
+
+
 OPS: dict[str, type[Op]] = {
     cls.kind: cls
     for cls in (Conv, Dense, BatchNorm, Affine, Relu, Clip, MaxPool, AvgPool, Add, Concat,
-                Flatten, Reshape, Pad, Softmax, Encode, IFNeuron, SpikeMaxPool, Accumulate)
+                Flatten, Reshape, Pad, Softmax, Encode, Current, IFNeuron, SpikeMaxPool,
+                Accumulate, SpikingSoftmax)
 }

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from snnc.passes.base import Pass, PassContext
 from snnc.passes.convert_to_snn import ConvertToSnn
+from snnc.passes.finite_input import FiniteInput
 from snnc.passes.fold_affine import FoldAffine
 from snnc.passes.fold_batchnorm import FoldBatchNorm
 from snnc.passes.normalize import Normalize
@@ -17,7 +18,7 @@ from snnc.passes.shift_bias import ShiftBias
 
 PASSES: dict[str, type[Pass]] = {
     p.name: p for p in (FoldBatchNorm, FoldAffine, ReluBeforeMaxPool, Normalize, ShiftBias,
-                       ConvertToSnn)
+                       ConvertToSnn, FiniteInput)
 }
 
 __all__ = ["PASSES", "Pass", "PassContext"]

@@ -12,7 +12,9 @@
   * a final Softmax is dropped (argmax is unaffected); readout: each graph output gets an
     Accumulate op: membrane readout = accumulated input current of the output layer (a
     non-spiking integrator), or spike-count readout = an IF layer whose threshold is the
-    output layer's calibrated scale, counted.
+    output layer's calibrated scale, counted, or Rueckauer's spiking softmax (an external
+    Poisson clock of probability softmax_rate per step triggers one draw from the softmax
+    of the accumulated potentials; seeded with `seed`), counted.
 Decision: a Relu whose input is already non-negative spikes is the identity and vanishes.
 Errors name the ONNX node: a Softmax that is not final, a MaxPool on analog currents that
 is not followed by a rectifier, a Clip that is not a rectifier.
@@ -38,6 +40,7 @@ class ConvertToSnn(Pass):
     input_coding: str = "analog"
     seed: int = 0
     readout: str = "membrane"
+    softmax_rate: float = 1.0
     name: ClassVar[str] = "convert-to-snn"
     requires: ClassVar[frozenset[str]] = frozenset({"normalized"})
     establishes: ClassVar[frozenset[str]] = frozenset({"spiking"})
@@ -103,7 +106,12 @@ class ConvertToSnn(Pass):
         lam_out = graph.meta.get("output_lambda", {})
         for v in g.outputs:
             src = rename.get(v, v)
-            if self.readout == "spikes":
+            if self.readout == "softmax":
+                fired = fresh(f"{src}.readout.softmax")
+                ops.append(O.SpikingSoftmax(name=fired, out=fired, origin="readout", x=src,
+                                            rate=self.softmax_rate, seed=self.seed))
+                src = fired
+            elif self.readout == "spikes":
                 th = g.add_param(f"{src}.readout.threshold",
                                  np.float32(lam_out.get(final_softmax.get(v, v), 1.0)))
                 fired = fresh(f"{src}.readout.spikes")

@@ -216,7 +216,32 @@ ANN_KERNELS: dict[str, Callable] = {
 }
 
 # stateful spiking ops, executed over time by Network._step_op
-SPIKING_KINDS = ("encode", "if", "spikemaxpool", "accumulate")
+SPIKING_KINDS = ("encode", "current", "if", "spikemaxpool", "accumulate", "spikesoftmax")
+# spiking ops whose output spikes are counted (per layer, and as SynOps at their fan-out)
+SPIKE_SOURCES = ("if", "spikesoftmax")
+
+
+def _softmax_flat(x: np.ndarray) -> np.ndarray:
+    f = x.reshape(x.shape[0], -1).astype(np.float64)
+    e = np.exp(f - f.max(axis=1, keepdims=True))
+    return e / e.sum(axis=1, keepdims=True)
+
+
+def _rate_view(op, P, xs):
+    """What a spiking op computes in rate terms (its ANN view): the function the SNN
+    approximates by firing rates. Used for diagnostics (Ding's K curve, correlation)."""
+    kind, x = op["kind"], xs[0]
+    if kind == "encode":
+        return np.clip(x, 0, 1) if op["attrs"]["coding"] == "poisson" else x
+    if kind == "current":
+        return (x + P[op["params"]["bias"]]).astype(F32, copy=False)
+    if kind == "if":
+        return (np.maximum(x, 0) / P[op["params"]["threshold"]]).astype(F32, copy=False)
+    if kind == "spikemaxpool":
+        return k_maxpool(op, P, xs)
+    if kind == "spikesoftmax":
+        return _softmax_flat(x).reshape(x.shape).astype(F32)
+    return x  # accumulate: the readout of a rate is the rate
 # ops that only move data: spikes stay spikes through them
 SHAPE_ONLY = {"flatten", "reshape", "pad", "concat"}
 
@@ -276,6 +301,16 @@ class Network:
                 raise ValueError(f"op {op['name']} ({op['kind']}) is not an ANN-level op")
             env[op["out"]] = kern(op, self.P, [env[i] for i in op["inputs"]])
         return {k: env[k] for k in (outputs or self.g["outputs"])}
+
+    def run_rates(self, x: np.ndarray, outputs: list[str]) -> dict[str, np.ndarray]:
+        """The spiking graph's ANN view: every value as the rate (per step) the SNN
+        approximates, e.g. an IF population's max(I, 0) / threshold (unclipped, so
+        saturation shows up as error). `outputs` are value names."""
+        env = {self.g["inputs"][0]["name"]: np.asarray(x, F32)}
+        for op in self.ops:
+            kern = ANN_KERNELS.get(op["kind"], _rate_view)
+            env[op["out"]] = kern(op, self.P, [env[i] for i in op["inputs"]])
+        return {k: env[k] for k in outputs}
 
     # ---------------------------------------------------------------- SNN mode ---------
     # ---------------------------------------------------------------- fan-out --------
@@ -346,7 +381,7 @@ class Network:
                     sl = [slice(None)] * len(shape)
                     sl[ax] = slice(start, start + shape[ax])
                     total += down(op["out"])[tuple(sl)]
-                elif kind in ("affine", "add", "batchnorm"):
+                elif kind in ("affine", "add", "batchnorm", "current"):
                     total += down(op["out"])
                 else:  # a neuron, readout or softmax: one synapse per element
                     total += 1
@@ -354,8 +389,8 @@ class Network:
             return total
 
         self._fo = {op["out"]: down(op["out"]) for op in self.ops
-                    if op["kind"] == "if" or (op["kind"] == "encode"
-                                              and op["attrs"]["coding"] == "poisson")}
+                    if op["kind"] in SPIKE_SOURCES
+                    or (op["kind"] == "encode" and op["attrs"]["coding"] == "poisson")}
         return self._fo
 
     def simulate(self, x: np.ndarray, timesteps: int, *, sample_offset: int = 0,
@@ -376,7 +411,7 @@ class Network:
         out_name = self.g["outputs"][0]
         outputs = []
         spikes = {op["name"]: np.zeros(timesteps, np.float64) for op in self.ops
-                  if op["kind"] == "if"}
+                  if op["kind"] in SPIKE_SOURCES}
         synops = np.zeros(timesteps, np.float64)
         samples = np.arange(sample_offset, sample_offset + b)
         fanout = self.fanouts()
@@ -394,7 +429,7 @@ class Network:
                 if op["out"] in fanout:
                     synops[t0:t0 + n] += (res[0].reshape(n, b, -1) @ fanout[op["out"]].reshape(-1)
                                           ).sum(axis=1, dtype=np.float64)
-                if kind == "if":
+                if kind in SPIKE_SOURCES:
                     spikes[op["name"]][t0:t0 + n] += res[0].reshape(n, -1).sum(
                         axis=1, dtype=np.float64)
                     if record is not None:
@@ -409,14 +444,36 @@ class Network:
         name = op["name"]
         if kind == "encode":
             data, const, _ = ins[0]
-            if op["attrs"]["coding"] == "analog":
-                return data, const, False
+            steps = op["attrs"].get("steps", 0)
+            live = n if not steps else max(0, min(n, steps - t0))  # steps with input
+            poisson = op["attrs"]["coding"] == "poisson"
+            if live == 0:  # (spike sources are never constant: SynOps count per step)
+                return ((np.zeros((n,) + data.shape[1:], F32), False, True) if poisson else
+                        (np.zeros((1,) + data.shape[1:], F32), True, False))
+            if not poisson:
+                if live == n:
+                    return data, const, False
+                out = np.zeros((n,) + data.shape[1:], F32)
+                out[:live] = data[0]
+                return out, False, False
             flat = np.clip(data[0].reshape(b, -1), 0, 1)
-            out = np.empty((n,) + data.shape[1:], F32)
-            for i in range(n):
+            out = np.zeros((n,) + data.shape[1:], F32)
+            for i in range(live):
                 u = poisson_uniform(op["attrs"]["seed"], samples, t0 + i, flat.shape[1])
                 out[i] = (u < flat).reshape(data.shape[1:])
             return out, False, True
+        if kind == "current":
+            data, const, _ = ins[0]
+            bias = self.P[op["params"]["bias"]].astype(F32)
+            steps = op["attrs"]["steps"]
+            live = n if not steps else max(0, min(n, steps - t0))
+            if live == n:
+                return (data + bias).astype(F32, copy=False), const, False
+            if live == 0:
+                return data, const, False
+            out = np.array(np.broadcast_to(data, (n,) + data.shape[1:]), F32)
+            out[:live] += bias
+            return out, False, False
         if kind == "if":
             data, const, _ = ins[0]
             th = self.P[op["params"]["threshold"]].astype(F32)
@@ -482,6 +539,24 @@ class Network:
                 out = acc[None] + np.cumsum(data, axis=0, dtype=F32)
             state[name] = out[-1].copy()
             return out, False, False
+        if kind == "spikesoftmax":
+            data, const, _ = ins[0]
+            a = op["attrs"]
+            if const:
+                data = np.broadcast_to(data, (n,) + data.shape[1:])
+            v = state.get(name)
+            if v is None:
+                v = np.zeros((b, math.prod(data.shape[2:])), np.float64)
+            out = np.zeros((n, b, v.shape[1]), F32)
+            rows = np.arange(b)
+            for i in range(n):
+                v += data[i].reshape(b, -1)
+                u = poisson_uniform(a["seed"], samples, t0 + i, 2)
+                cdf = np.cumsum(_softmax_flat(v), axis=1)
+                pick = np.minimum((cdf <= u[:, 1:2]).sum(axis=1), v.shape[1] - 1)
+                out[i, rows, pick] = u[:, 0] < a["rate"]
+            state[name] = v
+            return out.reshape((n,) + data.shape[1:]), False, True
         # Any other op acts step by step on its operands (linear ops: once if constant).
         kern = ANN_KERNELS[kind]
         if all(c for _, c, _ in ins):
@@ -503,14 +578,20 @@ def batches(x: np.ndarray, y: np.ndarray | None, batch: int) -> Iterator[tuple[i
 
 
 def evaluate(net: Network, x: np.ndarray, y: np.ndarray, timesteps: list[int],
-             batch: int = 100, progress: Callable | None = None) -> dict[str, Any]:
-    """Accuracy, spikes and SynOps per sample at every step up to max(timesteps)."""
+             batch: int = 100, progress: Callable | None = None,
+             observer: Any = None) -> dict[str, Any]:
+    """Accuracy, spikes and SynOps per sample at every step up to max(timesteps).
+    observer (optional): `observer.begin(net, offset, x_batch)` before each batch, and
+    `observer.record` is passed to simulate() (it sees every spike chunk)."""
     tmax = max(timesteps)
     correct = np.zeros(tmax, np.int64)
     spikes: dict[str, np.ndarray] = {}
     synops = np.zeros(tmax)
     for off, xb, yb in batches(x, y, batch):
-        tr = net.simulate(xb, tmax, sample_offset=off)
+        if observer is not None:
+            observer.begin(net, off, xb)
+        tr = net.simulate(xb, tmax, sample_offset=off,
+                          record=None if observer is None else observer.record)
         pred = tr["output"].reshape(tmax, len(xb), -1).argmax(axis=-1)
         correct += (pred == yb[None, :]).sum(axis=1)
         for k, v in tr["spikes"].items():

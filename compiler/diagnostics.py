@@ -1,0 +1,333 @@
+"""Why a converted network loses accuracy: per-layer conversion diagnostics (METHODS 8).
+
+One simulation gives, per spiking layer l (an IF population, or the spiking softmax):
+  * firing rate r_l = N_l(T) / T_in, where T_in = T, or T1 with finite input time ("read
+    out over T1"; METHODS 6);
+  * saturated: fraction of (sample, neuron) pairs that fire on >= 99% of the steps;
+  * dead: fraction of neurons that never fire on any sample (and, of those, how many the
+    ANN view says should have fired);
+  * correlation (Pearson) of r_l(T) with rhat_l, the rate the SNN approximates: the
+    spiking graph's ANN view (Network.run_rates), i.e. the normalized ANN activation
+    a_l / lambda_l (including any shift-bias current);
+  * Ding's K curve K_l(t) = sum ||r_l(t) - rhat_l||^2 / sum ||rhat_l||^2 at checkpoints t,
+    and the rate inference loss Omega_l = sum ||rhat_l||_1 / sum ||rhat_l||_2^2 (sums over
+    the samples), with the bound K_l(t) < 2 Omega_l / t;
+  * a plain-language verdict when the layer is a likely source of loss.
+Network totals: accuracy at every t, SynOps and spikes per sample vs the ANN's MACs, and
+an energy estimate from a *named* cost table (every number an estimate).
+
+Decision: the per-layer statistics pool all (sample, neuron) pairs of the evaluation set,
+with sums accumulated batch by batch (never the whole data set in memory).
+"""
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from snnc.ir.errors import SnncError
+
+#: Energy cost tables. Every energy snnc prints names the table it used.
+COST_TABLES: dict[str, dict[str, Any]] = {
+    "horowitz45nm": {
+        "synop_pJ": 0.9,           # 32-bit float add: one SynOp = one accumulate
+        "neuron_update_pJ": 0.9,   # one membrane add per neuron per step
+        "mac_pJ": 4.6,             # 32-bit float multiply (3.7) + add (0.9)
+        "source": "Horowitz, 'Computing's energy problem', ISSCC 2014 (45 nm, 32-bit "
+                  "float): add 0.9 pJ, multiply 3.7 pJ",
+    },
+    "horowitz45nm-int8": {
+        "synop_pJ": 0.03,          # 8-bit integer add
+        "neuron_update_pJ": 0.1,   # 32-bit integer add (membrane)
+        "mac_pJ": 0.23,            # 8-bit multiply (0.2) + 8-bit add (0.03)
+        "source": "Horowitz, ISSCC 2014 (45 nm): 8-bit add 0.03 pJ, 8-bit multiply 0.2 pJ, "
+                  "32-bit integer add 0.1 pJ",
+    },
+}
+SATURATED = 0.99  # a neuron firing on at least this fraction of steps is saturated
+
+
+def cost_table(spec: str) -> dict[str, Any]:
+    """A named table, or a JSON file {"synop_pJ", "neuron_update_pJ", "mac_pJ", "source"}."""
+    if spec in COST_TABLES:
+        return {"name": spec, **COST_TABLES[spec]}
+    path = Path(spec)
+    if not path.is_file():
+        raise SnncError(f"unknown cost table '{spec}'",
+                        hint=f"use {' or '.join(COST_TABLES)}, or a JSON file with keys "
+                             "synop_pJ, neuron_update_pJ, mac_pJ, source")
+    try:
+        table = json.loads(path.read_text())
+        out = {"name": path.name, "source": str(table.get("source", path.name))}
+        for k in ("synop_pJ", "neuron_update_pJ", "mac_pJ"):
+            out[k] = float(table[k])
+            if not math.isfinite(out[k]) or out[k] < 0:
+                raise ValueError(k)
+    except (ValueError, KeyError, TypeError, AttributeError) as e:
+        raise SnncError(f"cost table '{spec}' is not valid ({e})",
+                        hint="a JSON object with non-negative numbers synop_pJ, "
+                             "neuron_update_pJ, mac_pJ and a 'source' string") from None
+    return out
+
+
+def checkpoints(tmax: int, timesteps: list[int]) -> list[int]:
+    """Where the K curve is sampled: powers of two and the requested step counts."""
+    pts = {t for t in timesteps if t <= tmax}
+    t = 1
+    while t <= tmax:
+        pts.add(t)
+        t *= 2
+    pts.add(tmax)
+    return sorted(pts)
+
+
+class _Layer:
+    def __init__(self, name: str, value: str, size: int, n_points: int):
+        self.name, self.value, self.size = name, value, size
+        self.count: np.ndarray | None = None  # (B, size) running spike counts of the batch
+        self.rhat: np.ndarray | None = None  # (B, size) ANN-view rates of the batch
+        self.err = np.zeros(n_points)  # sum ||r(t) - rhat||^2 per checkpoint
+        self.rhat_l1 = self.rhat_l2 = 0.0
+        self.sxy = self.sx = self.sy = self.sxx = self.syy = 0.0
+        self.n_pairs = 0
+        self.saturated = 0
+        self.ann_above = 0  # pairs whose ANN-view rate exceeds 1 (more than one spike/step)
+        self.fired = np.zeros(size, np.float64)  # total spikes per neuron
+        self.ann_active = np.zeros(size, bool)  # the ANN view is positive on some sample
+
+
+class Diagnostics:
+    """An evaluation observer (runtime.evaluate(observer=...)) that gathers the per-layer
+    statistics above, then `result()` turns them into the diagnostics record."""
+
+    def __init__(self, graph_dict: dict[str, Any], tmax: int, timesteps: list[int]):
+        self.tmax = tmax
+        self.points = checkpoints(tmax, timesteps)
+        self.t_in = int(graph_dict.get("meta", {}).get("input_steps", 0) or 0)
+        shapes = graph_dict["shapes"]
+        self.layers = {op["name"]: _Layer(op["name"], op["out"],
+                                          math.prod(shapes[op["out"]]), len(self.points))
+                       for op in graph_dict["ops"] if op["kind"] in ("if", "spikesoftmax")}
+
+    def _steps_in(self, t: int) -> int:
+        return min(t, self.t_in) if self.t_in else t
+
+    def begin(self, net: Any, offset: int, xb: np.ndarray) -> None:
+        rates = net.run_rates(xb, [lay.value for lay in self.layers.values()])
+        for lay in self.layers.values():
+            r = rates[lay.value].reshape(len(xb), -1).astype(np.float64)
+            lay.rhat = r
+            lay.count = np.zeros_like(r)
+            lay.rhat_l1 += float(np.abs(r).sum())
+            lay.rhat_l2 += float((r * r).sum())
+            lay.ann_above += int((r > 1.0).sum())
+            lay.ann_active |= (r > 0).any(axis=0)
+
+    def record(self, name: str, t0: int, chunk: np.ndarray) -> None:
+        lay = self.layers.get(name)
+        if lay is None or lay.count is None or lay.rhat is None:
+            return
+        n, b = chunk.shape[:2]
+        flat = chunk.reshape(n, b, -1)
+        for k, t in enumerate(self.points):
+            if t0 < t <= t0 + n:
+                c = lay.count + flat[: t - t0].sum(axis=0, dtype=np.float64)
+                d = c / self._steps_in(t) - lay.rhat
+                lay.err[k] += float((d * d).sum())
+        lay.count += flat.sum(axis=0, dtype=np.float64)
+        if t0 + n == self.tmax:
+            self._finish_batch(lay)
+
+    def _finish_batch(self, lay: _Layer) -> None:
+        r = lay.count / self._steps_in(self.tmax)
+        a = lay.rhat
+        lay.sx += float(r.sum())
+        lay.sy += float(a.sum())
+        lay.sxx += float((r * r).sum())
+        lay.syy += float((a * a).sum())
+        lay.sxy += float((r * a).sum())
+        lay.n_pairs += r.size
+        lay.saturated += int((lay.count >= SATURATED * self.tmax).sum())
+        lay.fired += lay.count.sum(axis=0)
+        lay.count = lay.rhat = None
+
+    def result(self) -> list[dict[str, Any]]:
+        rows = []
+        for lay in self.layers.values():
+            n = max(1, lay.n_pairs)
+            cov = lay.sxy / n - (lay.sx / n) * (lay.sy / n)
+            vx = lay.sxx / n - (lay.sx / n) ** 2
+            vy = lay.syy / n - (lay.sy / n) ** 2
+            corr = cov / math.sqrt(vx * vy) if vx > 1e-15 and vy > 1e-15 else None
+            dead = lay.fired == 0
+            omega = lay.rhat_l1 / lay.rhat_l2 if lay.rhat_l2 > 0 else None
+            rows.append({
+                "layer": lay.name,
+                "neurons": lay.size,
+                "firing_rate": lay.sx / n,
+                "ann_rate": lay.sy / n,
+                "saturated_fraction": lay.saturated / n,
+                "ann_above_threshold_fraction": lay.ann_above / n,
+                "dead_fraction": float(dead.mean()) if lay.size else 0.0,
+                "dead_but_ann_active_fraction":
+                    float((dead & lay.ann_active).mean()) if lay.size else 0.0,
+                "correlation": corr,
+                "rate_inference_loss": omega,
+                "k_curve": [{"t": t, "k": (e / lay.rhat_l2 if lay.rhat_l2 > 0 else None),
+                             "bound": (2 * omega / self._steps_in(t) if omega else None)}
+                            for t, e in zip(self.points, lay.err)],
+            })
+        return rows
+
+
+def verdicts(layers: list[dict[str, Any]], ann_accuracy: float, snn_accuracy: float,
+             tmax: int) -> None:
+    """Add a plain-language `verdict` to every layer row (in place)."""
+    prev_corr = 1.0
+    drops = []
+    for row in layers:
+        corr = row["correlation"]
+        drops.append(prev_corr - corr if corr is not None else 0.0)
+        if corr is not None:
+            prev_corr = corr
+    worst = int(np.argmax(drops)) if drops and max(drops) > 0.02 else -1
+    lossy = snn_accuracy < ann_accuracy - 0.005
+    for i, row in enumerate(layers):
+        name, notes = row["layer"], []
+        if row["saturated_fraction"] >= 0.02 or row["ann_above_threshold_fraction"] >= 0.02:
+            frac = max(row["saturated_fraction"], row["ann_above_threshold_fraction"])
+            notes.append(f"{frac:.0%} of neurons saturated (the ANN asks for more than one "
+                         "spike per step); try a higher percentile (e.g. percentile:99.99), "
+                         "channel-wise normalization or --fit")
+        if row["dead_but_ann_active_fraction"] >= 0.05:
+            notes.append(f"{row['dead_but_ann_active_fraction']:.0%} of neurons never fire "
+                         "although the ANN activates them (under-firing); try channel-wise "
+                         "normalization, a lower percentile or more time steps")
+        k_last = row["k_curve"][-1]["k"] if row["k_curve"] else None
+        if k_last is not None and k_last > 0.1 and not notes:
+            notes.append(f"rates have not converged at T={tmax} (K={k_last:.2f}); the "
+                         "firing rates are low: try more time steps, --shift-bias, or "
+                         "channel-wise normalization")
+        if i == worst and lossy:
+            notes.insert(0, f"likely source of loss (correlation with the ANN drops to "
+                            f"{row['correlation']:.3f} here)")
+        row["verdict"] = (f"{name}: " + "; ".join(notes)) if notes else "ok"
+
+
+def energy(spikes: float, synops: float, neuron_updates: float, macs: float, steps: int,
+           table: dict[str, Any]) -> dict[str, Any]:
+    """Per-sample energy estimates from op counts and a named cost table, plus Cao's
+    spike model used by Ding et al. (METHODS 8): each spike costs alpha joules and a step
+    lasts 1 ms, so P = spikes_per_step * alpha / 1e-3 s."""
+    snn = (synops * table["synop_pJ"] + neuron_updates * table["neuron_update_pJ"]) * 1e-12
+    ann = macs * table["mac_pJ"] * 1e-12
+    return {"cost_table": table["name"], "source": table["source"],
+            "synop_pJ": table["synop_pJ"], "neuron_update_pJ": table["neuron_update_pJ"],
+            "mac_pJ": table["mac_pJ"],
+            "snn_joules_per_sample": snn, "ann_joules_per_sample": ann,
+            "snn_over_ann": (snn / ann) if ann > 0 else None,
+            "spikes_per_step": spikes / steps,
+            "spike_model_watts_per_alpha": spikes / steps / 1e-3,
+            "estimate": True}
+
+
+def _fmt(v: float | None, spec: str) -> str:
+    return "-" if v is None else format(v, spec)
+
+
+def format_diagnostics(d: dict[str, Any]) -> str:
+    """The text form `snnc eval` prints."""
+    from snnc.report import format_table
+
+    t = d["timesteps"]
+    lines = [f"per-layer diagnostics at T={t} (rates per input step; K: Ding's "
+             f"||r - rhat||^2/||rhat||^2, bound 2*Omega/T):"]
+    rows = []
+    for r in d["layers"]:
+        last = r["k_curve"][-1] if r["k_curve"] else {"k": None, "bound": None}
+        rows.append([r["layer"], r["neurons"], _fmt(r["firing_rate"], ".3f"),
+                     _fmt(r["ann_rate"], ".3f"), _fmt(r["saturated_fraction"], ".1%"),
+                     _fmt(r["dead_fraction"], ".1%"), _fmt(r["correlation"], ".3f"),
+                     _fmt(last["k"], ".4f"), _fmt(last["bound"], ".4f")])
+    lines.append(format_table(["layer", "neurons", "rate", "ANN rate", "saturated", "dead",
+                               "corr", f"K({t})", "bound"], rows))
+    for r in d["layers"]:
+        if r["verdict"] != "ok":
+            lines.append(f"  ! {r['verdict']}")
+    e = d["energy"]
+    macs = d["ann_macs_per_sample"]
+    ratio = d["synops_per_sample"] / macs if macs else float("nan")
+    lines.append(f"ops per sample: SynOps {d['synops_per_sample']:.0f} vs ANN MACs {macs} "
+                 f"({ratio:.2f}x); spikes {d['spikes_per_sample']:.0f}")
+    lines.append(f"energy estimate per sample ({e['cost_table']}: {e['source']}): SNN "
+                 f"{e['snn_joules_per_sample'] * 1e9:.3f} nJ (SynOps x {e['synop_pJ']} pJ + "
+                 f"neuron updates x {e['neuron_update_pJ']} pJ) vs ANN "
+                 f"{e['ann_joules_per_sample'] * 1e9:.3f} nJ (MACs x {e['mac_pJ']} pJ); "
+                 f"spike model (Cao/Ding, alpha J per spike, 1 ms steps): "
+                 f"P = {e['spike_model_watts_per_alpha']:.4g} x alpha W")
+    return "\n".join(lines)
+
+
+def write_plots(d: dict[str, Any], directory: str | Path) -> list[Path]:
+    """accuracy.png (accuracy vs t), k_curve.png (K per layer vs t, log-log) and
+    rates.png (firing rate, saturated and dead fractions per layer). Needs the optional
+    plotting extra: pip install 'snnc[plot]'."""
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        raise SnncError("plots need matplotlib",
+                        hint="pip install 'snnc[plot]' (or pip install matplotlib)") from None
+    from snnc.fsutil import write_file_atomic
+
+    out = Path(directory)
+    out.mkdir(parents=True, exist_ok=True)
+    meta = {"Software": "snnc"}
+    figs = []
+
+    fig, ax = plt.subplots(figsize=(6, 4))
+    acc = d["accuracy_per_step"]
+    ax.plot(range(1, len(acc) + 1), [a * 100 for a in acc])
+    ax.set_xlabel("time step t")
+    ax.set_ylabel("accuracy (%)")
+    ax.set_title("accuracy-latency curve")
+    ax.grid(True, alpha=.3)
+    figs.append(("accuracy.png", fig))
+
+    fig, ax = plt.subplots(figsize=(6, 4))
+    for r in d["layers"]:
+        pts = [(p["t"], p["k"]) for p in r["k_curve"] if p["k"]]
+        if pts:
+            ax.loglog(*zip(*pts), marker="o", label=r["layer"])
+    ax.set_xlabel("t")
+    ax.set_ylabel("K(t)")
+    ax.set_title("Ding's K curve per layer")
+    ax.legend(fontsize=7)
+    figs.append(("k_curve.png", fig))
+
+    fig, ax = plt.subplots(figsize=(6, 4))
+    names = [r["layer"] for r in d["layers"]]
+    xs = np.arange(len(names))
+    ax.bar(xs - .25, [r["firing_rate"] for r in d["layers"]], .25, label="firing rate")
+    ax.bar(xs, [r["saturated_fraction"] for r in d["layers"]], .25, label="saturated")
+    ax.bar(xs + .25, [r["dead_fraction"] for r in d["layers"]], .25, label="dead")
+    ax.set_xticks(xs, names, rotation=30, ha="right", fontsize=7)
+    ax.legend(fontsize=7)
+    ax.set_title("per-layer activity")
+    fig.tight_layout()
+    figs.append(("rates.png", fig))
+
+    written = []
+    for name, fig in figs:
+        import io
+
+        buf = io.BytesIO()
+        fig.savefig(buf, format="png", dpi=100, metadata=meta)
+        plt.close(fig)
+        write_file_atomic(out / name, buf.getvalue())
+        written.append(out / name)
+    return written

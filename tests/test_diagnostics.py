@@ -1,0 +1,118 @@
+"""Conversion diagnostics of `snnc eval` (METHODS 8): K curve, saturation, dead neurons,
+correlation, verdicts, energy, plots."""
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+from conftest import EXAMPLES
+from snnc.cli import main
+from snnc.diagnostics import COST_TABLES, checkpoints, cost_table
+from snnc.driver import Options, compile_model, evaluate
+from snnc.ir.errors import SnncError
+
+
+@pytest.fixture(scope="module")
+def data(tmp_path_factory, mnist):
+    d = tmp_path_factory.mktemp("diag")
+    np.savez(d / "test.npz", x=mnist["x"][:100], y=mnist["y"][:100])
+    np.savez(d / "calib.npz", x=mnist["calib"][:200])
+    return d
+
+
+def _compile(d, name, **opts):
+    out = d / name
+    if not out.exists():
+        compile_model(EXAMPLES / "mnist_cnn.onnx", out, calib=d / "calib.npz",
+                      options=Options(**opts))
+    return out
+
+
+def test_k_curve_falls_and_rates_match_the_ann(data):
+    res = evaluate(_compile(data, "max", norm="max"), data / "test.npz", [8, 64])
+    diag = res["diagnostics"]
+    assert [p["t"] for p in diag["layers"][0]["k_curve"]] == [1, 2, 4, 8, 16, 32, 64]
+    for row in diag["layers"]:
+        ks = [p["k"] for p in row["k_curve"]]
+        assert ks[-1] < ks[0] / 5  # converging
+        assert row["correlation"] > 0.95
+        assert row["saturated_fraction"] < 0.01  # max norm: nothing above threshold
+        assert row["ann_above_threshold_fraction"] < 1e-3  # test data may exceed calib max
+        assert abs(row["firing_rate"] - row["ann_rate"]) < 0.15 * row["ann_rate"]
+    # first layer, analog input, no saturation: Ding's bound K(t) < 2 Omega / t holds
+    for p in diag["layers"][0]["k_curve"]:
+        assert p["k"] < p["bound"]
+    assert diag["ann_macs_per_sample"] == 1031744
+    assert diag["synops_per_sample"] == res["snn"][-1]["synops_per_sample"]
+    e = diag["energy"]
+    assert e["cost_table"] == "horowitz45nm" and e["estimate"] is True
+    assert e["ann_joules_per_sample"] == pytest.approx(1031744 * 4.6e-12)
+    assert all(r["verdict"] == "ok" for r in diag["layers"]) or res["snn"][-1][
+        "accuracy"] < res["ann_accuracy"] - 0.005
+
+
+def test_saturation_is_found_and_explained(data):
+    """A too-low percentile makes layers saturate; the verdict names the layer and the
+    remedy."""
+    res = evaluate(_compile(data, "p50", norm="percentile:50"), data / "test.npz", [16])
+    rows = res["diagnostics"]["layers"]
+    assert max(r["saturated_fraction"] for r in rows) > 0.05
+    assert max(r["ann_above_threshold_fraction"] for r in rows) > 0.2
+    flagged = [r for r in rows if "saturated" in r["verdict"]]
+    assert flagged and all(r["layer"] in r["verdict"] for r in flagged)
+    assert "percentile" in flagged[0]["verdict"]
+
+
+def test_fit_rates_are_read_over_t1(data):
+    res = evaluate(_compile(data, "fit", fit="8:8"), data / "test.npz", [16])
+    diag = res["diagnostics"]
+    assert diag["input_steps"] == 8
+    plain = evaluate(_compile(data, "pct"), data / "test.npz", [8])["diagnostics"]
+    for row, ref in zip(diag["layers"], plain["layers"]):
+        assert row["correlation"] > 0.9
+        # the drain only adds spikes, and the rate is per input step (over T1 = 8)
+        assert ref["firing_rate"] <= row["firing_rate"] < 1.5 * ref["firing_rate"]
+
+
+def test_checkpoints():
+    assert checkpoints(10, [3, 10, 50]) == [1, 2, 3, 4, 8, 10]
+
+
+def test_cost_tables(tmp_path):
+    assert cost_table("horowitz45nm")["name"] == "horowitz45nm"
+    assert set(COST_TABLES) >= {"horowitz45nm", "horowitz45nm-int8"}
+    f = tmp_path / "chip.json"
+    f.write_text(json.dumps({"synop_pJ": 23.6, "neuron_update_pJ": 52, "mac_pJ": 4.6,
+                             "source": "my chip"}))
+    assert cost_table(str(f))["synop_pJ"] == 23.6
+    f.write_text(json.dumps({"synop_pJ": -1}))
+    with pytest.raises(SnncError, match="not valid"):
+        cost_table(str(f))
+    with pytest.raises(SnncError, match="unknown cost table"):
+        cost_table("nope")
+
+
+def test_cli_diagnostics_json_plots_and_contract(data, capsys):
+    out = _compile(data, "pct")
+    d = data / "cli"
+    assert main(["eval", str(out), "--data", str(data / "test.npz"), "--timesteps", "8,32",
+                 "--json", str(d / "r.json"), "--diagnostics", str(d / "diag.json"),
+                 "--plots", str(d / "plots")]) == 0
+    text = capsys.readouterr().out
+    assert "per-layer diagnostics at T=32" in text and "horowitz45nm" in text
+    assert "SynOps" in text and "ANN MACs 1031744" in text
+    contract = json.loads((d / "r.json").read_text())
+    assert set(contract) == {"ann_accuracy", "snn"}  # the eval contract stays exact
+    diag = json.loads((d / "diag.json").read_text())
+    assert {"layers", "energy", "accuracy_per_step", "ann_macs_per_sample"} <= set(diag)
+    assert len(diag["accuracy_per_step"]) == 32
+    for name in ("accuracy.png", "k_curve.png", "rates.png"):
+        assert (d / "plots" / name).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert main(["eval", str(out), "--data", str(data / "test.npz"), "--timesteps", "8",
+                 "--cost-table", "nope"]) == 2
+    assert main(["eval", str(out), "--data", str(data / "test.npz"), "--timesteps", "8",
+                 "--no-diagnostics", "--plots", str(d / "p2")]) == 2
+    assert main(["eval", str(out), "--data", str(data / "test.npz"), "--timesteps", "8",
+                 "--no-diagnostics"]) == 0
+    assert "per-layer diagnostics" not in capsys.readouterr().out
