@@ -3,7 +3,8 @@
     snnc MODEL.onnx -o OUT [--calib CALIB.npz] [--norm max|percentile:P]
                           [--reset subtract|zero] [--timesteps T] ...
     snnc check MODEL.onnx
-    snnc eval OUT --data DATA.npz --timesteps 8,16,32 [--json FILE]
+    snnc eval OUT --data DATA.npz --timesteps 8,16,32 [--json FILE] [--diagnostics FILE]
+    snnc sweep MODEL.onnx --calib CALIB.npz --data DATA.npz --norm max,percentile:99.9 ...
 
 Errors a user can cause print one line `snnc: error: ...` and exit 2 (no traceback unless
 --debug); `snnc check` exits 1 when the model cannot be compiled.
@@ -19,7 +20,7 @@ from pathlib import Path
 from snnc import __version__
 from snnc.ir.errors import SnncError
 
-COMMANDS = ("check", "eval")
+COMMANDS = ("check", "eval", "sweep")
 
 
 class _Parser(argparse.ArgumentParser):
@@ -29,7 +30,8 @@ class _Parser(argparse.ArgumentParser):
 
 def _compile_parser() -> argparse.ArgumentParser:
     p = _Parser(prog="snnc", description="Compile an ONNX network into a spiking network. "
-                "Other commands: 'snnc check MODEL.onnx', 'snnc eval OUT --data D.npz'.")
+                "Other commands: 'snnc check MODEL.onnx', 'snnc eval OUT --data D.npz', "
+                "'snnc sweep MODEL.onnx --calib C.npz --data D.npz'.")
     p.add_argument("model", help="the ONNX model")
     p.add_argument("-o", "--output", required=True, metavar="OUT",
                    help="output directory (created; replaced if it holds an earlier output)")
@@ -97,6 +99,68 @@ def _eval_parser() -> argparse.ArgumentParser:
     return p
 
 
+def _sweep_parser() -> argparse.ArgumentParser:
+    p = _Parser(prog="snnc sweep", description="Accuracy vs time steps for several "
+                "normalization / shift-bias / finite-input-time settings in one call "
+                "(every combination of the comma-separated values), to choose settings.")
+    p.add_argument("model", help="the ONNX model")
+    p.add_argument("--calib", metavar="CALIB.npz", help="calibration inputs (x)")
+    p.add_argument("--data", required=True, metavar="DATA.npz", help=".npz with x and y")
+    p.add_argument("--timesteps", default="8,16,32,64,128",
+                   help="comma-separated step counts (default 8,16,32,64,128)")
+    p.add_argument("--norm", default="max,percentile:99.9,percentile:99.99",
+                   help="normalizations to try (default max,percentile:99.9,"
+                   "percentile:99.99)")
+    p.add_argument("--shift-bias", default="no,yes", help="no, yes or no,yes (default)")
+    p.add_argument("--fit", default="none",
+                   help="finite input times to try, e.g. none,5:4,8:8 (default none)")
+    p.add_argument("--reset", default="subtract", help="subtract, zero or both")
+    p.add_argument("--json", metavar="FILE", help="also write the results as JSON")
+    p.add_argument("--batch", type=int, default=100)
+    p.add_argument("--debug", action="store_true")
+    return p
+
+
+def _cmd_sweep(a: argparse.Namespace) -> int:
+    from snnc.driver import sweep, sweep_settings
+    from snnc.report import format_table
+
+    steps = _parse_steps(a.timesteps)
+    if a.batch < 1:
+        raise SnncError("--batch must be >= 1")
+    settings = sweep_settings(a.norm, a.shift_bias, a.fit, a.reset)
+    res = sweep(a.model, a.calib, a.data, steps, settings, batch=a.batch)
+    cols = [b["timesteps"] for b in res["best"]]
+    best = {b["timesteps"]: b["accuracy"] for b in res["best"]}
+    table = []
+    for row in res["settings"]:
+        acc = {r["timesteps"]: r["accuracy"] for r in row["snn"]}
+        table.append([row["setting"]] + [
+            "" if t not in acc else f"{acc[t]:.4f}{'*' if acc[t] == best[t] else ''}"
+            for t in cols])
+    print(f"ANN accuracy (onnxruntime): {res['ann_accuracy']:.4f} on {res['samples']} "
+          "samples; SNN accuracy per setting and T (* best at that T):")
+    print(format_table(["setting"] + [f"T={t}" for t in cols], table))
+    for b in res["best"]:
+        print(f"best at T={b['timesteps']}: {b['setting']} ({b['accuracy']:.4f})")
+    if a.json:
+        from snnc.fsutil import write_file_atomic
+
+        write_file_atomic(a.json, (json.dumps(res, indent=1) + "\n").encode())
+    return 0
+
+
+def _parse_steps(text: str) -> list[int]:
+    try:
+        steps = [int(t) for t in text.split(",") if t.strip()]
+    except ValueError:
+        raise SnncError(f"--timesteps must be comma-separated integers, got "
+                        f"'{text}'") from None
+    if not steps or any(t < 1 for t in steps):
+        raise SnncError(f"--timesteps must be positive integers, got '{text}'")
+    return steps
+
+
 def _cmd_compile(a: argparse.Namespace) -> int:
     from snnc.driver import Options, compile_model
 
@@ -154,11 +218,7 @@ def _cmd_eval(a: argparse.Namespace) -> int:
     if a.timesteps is None:
         steps = [int(load(a.out).meta.get("timesteps", 64))]
     else:
-        try:
-            steps = [int(t) for t in a.timesteps.split(",") if t.strip()]
-        except ValueError:
-            raise SnncError(f"--timesteps must be comma-separated integers, got "
-                            f"'{a.timesteps}'") from None
+        steps = _parse_steps(a.timesteps)
     if a.batch < 1:
         raise SnncError("--batch must be >= 1")
     bar = None
@@ -207,9 +267,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     debug = "--debug" in argv
     try:
         if argv and argv[0] in COMMANDS:
-            parser = {"check": _check_parser, "eval": _eval_parser}[argv[0]]()
+            parser = {"check": _check_parser, "eval": _eval_parser,
+                      "sweep": _sweep_parser}[argv[0]]()
             a = parser.parse_args(argv[1:])
-            return {"check": _cmd_check, "eval": _cmd_eval}[argv[0]](a)
+            return {"check": _cmd_check, "eval": _cmd_eval, "sweep": _cmd_sweep}[argv[0]](a)
         a = _compile_parser().parse_args(argv)
         return _cmd_compile(a)
     except SnncError as e:

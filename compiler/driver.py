@@ -108,19 +108,21 @@ class CompileResult:
 
 def convert(model: onnx.ModelProto, opts: Options, *, calib_x: np.ndarray | None = None,
             print_ir_after_all: io.TextIOBase | None = None, dump_dir: Path | None = None,
-            timings: dict[str, float] | None = None, structure_only: bool = False
+            timings: dict[str, float] | None = None, structure_only: bool = False,
+            calibration: OnnxCalibration | None = None
             ) -> tuple[ImportResult, Graph, PassContext]:
     """Import and run the pipeline (no files written). structure_only: no data at all,
-    every scale 1 (what `snnc check` needs to find conversion problems)."""
+    every scale 1 (what `snnc check` needs to find conversion problems). `calibration`
+    (instead of calib_x) reuses activations computed for an earlier conversion."""
     imported = import_model(model)
     graph = imported.graph
     if len(graph.inputs) != 1:
         raise SnncError(f"the model has {len(graph.inputs)} inputs; snnc converts networks "
                         "with exactly one input")
     graph.meta["timesteps"] = opts.total_timesteps()
-    ctx = PassContext(calibration=None if calib_x is None
-                      else OnnxCalibration(imported.model, calib_x),
-                      structure_only=structure_only)
+    if calibration is None and calib_x is not None:
+        calibration = OnnxCalibration(imported.model, calib_x)
+    ctx = PassContext(calibration=calibration, structure_only=structure_only)
     graph = run_passes(graph, parse_pipeline(opts.pipeline()), ctx,
                        print_ir_after_all=print_ir_after_all, dump_dir=dump_dir,
                        timings=timings)
@@ -248,3 +250,92 @@ def evaluate(out_dir: str | Path, data: str | Path, timesteps: list[int], *,
                              neurons * tmax, macs, tmax, table),
         }
     return out
+
+
+def _grid_values(name: str, text: str) -> list[str]:
+    vals = [v.strip() for v in text.split(",") if v.strip()]
+    if not vals:
+        raise SnncError(f"--{name} needs at least one value")
+    return vals
+
+
+def sweep_settings(norms: str = "percentile:99.9", shift_bias: str = "no",
+                   fits: str = "none", resets: str = "subtract") -> list[Options]:
+    """The grid of compile settings of `snnc sweep`: every combination of the
+    comma-separated values (norms may hold several methods, fits 'none' or T1:T2)."""
+    flags = {"no": False, "off": False, "yes": True, "on": True}
+    shifts = []
+    for v in _grid_values("shift-bias", shift_bias):
+        if v not in flags:
+            raise SnncError(f"bad --shift-bias value '{v}'", hint="use no, yes or no,yes")
+        shifts.append(flags[v])
+    grid = []
+    for norm in _grid_values("norm", norms):
+        for fit in _grid_values("fit", fits):
+            for sb in dict.fromkeys(shifts):
+                for reset in _grid_values("reset", resets):
+                    o = Options(norm=norm, shift_bias=sb, reset=reset,
+                                fit=None if fit == "none" else fit)
+                    o.validate()
+                    grid.append(o)
+    return grid
+
+
+def setting_name(o: Options) -> str:
+    parts = [o.norm]
+    if o.fit:
+        parts.append(f"fit {o.fit}")
+    if o.shift_bias:
+        parts.append("shift-bias")
+    if o.reset != "subtract":
+        parts.append(f"reset {o.reset}")
+    return ", ".join(parts)
+
+
+def sweep(model_path: str | Path, calib: str | Path | None, data: str | Path,
+          timesteps: list[int], settings: list[Options], *, batch: int = 100,
+          progress: Callable[[int], None] | None = None) -> dict[str, Any]:
+    """Accuracy vs T for several compile settings in one call, to choose settings.
+
+    Every setting is compiled in memory (calibration activations computed once) and
+    simulated on the same data. shift-bias depends on T (b += theta/2T), so a shift-bias
+    setting without --fit is compiled once per T and read at that T only. A --fit T1:T2
+    setting is also read at T1+T2, its natural length."""
+    if not timesteps or any(t < 1 for t in timesteps):
+        raise SnncError("timesteps must be positive integers, e.g. 8,16,32")
+    model = load_model(model_path)
+    shape = _input_shape(model)
+    x, y = load_npz(data, shape, need_labels=True)
+    calibration = None
+    if calib is not None:
+        cx, _ = load_npz(calib, shape, need_labels=False, what="calibration")
+        calibration = OnnxCalibration(import_model(model).model, cx)
+    elif any(o.norm != "clip" for o in settings):
+        raise SnncError("the sweep needs calibration data for data-based normalization",
+                        hint="pass --calib CALIB.npz, or sweep only --norm clip")
+    steps = sorted(set(timesteps))
+    rows = []
+    for opts in settings:
+        fit = opts.fit_steps()
+        plan: list[tuple[Options, list[int]]]
+        if opts.shift_bias and fit is None:
+            plan = [(Options(**{**opts.__dict__, "timesteps": t}), [t]) for t in steps]
+        else:
+            plan = [(opts, sorted(set(steps) | ({sum(fit)} if fit else set())))]
+        results: list[dict[str, Any]] = []
+        for o, ts in plan:
+            _, graph, _ = convert(model, o, calibration=calibration)
+            res = runtime.evaluate(network(graph), x, y, ts, batch=batch, progress=progress)
+            results.extend(res["snn"])
+        rows.append({"setting": setting_name(opts),
+                     "options": {"norm": opts.norm, "shift_bias": opts.shift_bias,
+                                 "fit": opts.fit, "reset": opts.reset},
+                     "pipeline": opts.pipeline(), "snn": results})
+    best = []
+    for t in sorted({r["timesteps"] for row in rows for r in row["snn"]}):
+        cands = [(r["accuracy"], -i, row["setting"]) for i, row in enumerate(rows)
+                 for r in row["snn"] if r["timesteps"] == t]
+        acc, _, name = max(cands)
+        best.append({"timesteps": t, "setting": name, "accuracy": acc})
+    return {"ann_accuracy": ann_accuracy(model, x, y, batch), "samples": len(x),
+            "settings": rows, "best": best}
