@@ -114,6 +114,9 @@ def _sweep_parser() -> argparse.ArgumentParser:
     p.add_argument("--shift-bias", default="no,yes", help="no, yes or no,yes (default)")
     p.add_argument("--fit", default="none",
                    help="finite input times to try, e.g. none,5:4,8:8 (default none)")
+    p.add_argument("--v-init", default="0,0.5",
+                   help="initial membranes to try, as fractions of the threshold "
+                   "(default 0,0.5)")
     p.add_argument("--reset", default="subtract", help="subtract, zero or both")
     p.add_argument("--json", metavar="FILE", help="also write the results as JSON")
     p.add_argument("--batch", type=int, default=100)
@@ -128,7 +131,7 @@ def _cmd_sweep(a: argparse.Namespace) -> int:
     steps = _parse_steps(a.timesteps)
     if a.batch < 1:
         raise SnncError("--batch must be >= 1")
-    settings = sweep_settings(a.norm, a.shift_bias, a.fit, a.reset)
+    settings = sweep_settings(a.norm, a.shift_bias, a.fit, a.reset, a.v_init)
     res = sweep(a.model, a.calib, a.data, steps, settings, batch=a.batch)
     cols = [b["timesteps"] for b in res["best"]]
     best = {b["timesteps"]: b["accuracy"] for b in res["best"]}

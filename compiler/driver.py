@@ -260,9 +260,15 @@ def _grid_values(name: str, text: str) -> list[str]:
 
 
 def sweep_settings(norms: str = "percentile:99.9", shift_bias: str = "no",
-                   fits: str = "none", resets: str = "subtract") -> list[Options]:
+                   fits: str = "none", resets: str = "subtract", v_inits: str = "0"
+                   ) -> list[Options]:
     """The grid of compile settings of `snnc sweep`: every combination of the
-    comma-separated values (norms may hold several methods, fits 'none' or T1:T2)."""
+    comma-separated values (norms may hold several methods, fits 'none' or T1:T2,
+    v_inits fractions of the threshold)."""
+    try:
+        vs = [float(v) for v in _grid_values("v-init", v_inits)]
+    except ValueError:
+        raise SnncError(f"bad --v-init values '{v_inits}'", hint="e.g. 0,0.5") from None
     flags = {"no": False, "off": False, "yes": True, "on": True}
     shifts = []
     for v in _grid_values("shift-bias", shift_bias):
@@ -273,11 +279,12 @@ def sweep_settings(norms: str = "percentile:99.9", shift_bias: str = "no",
     for norm in _grid_values("norm", norms):
         for fit in _grid_values("fit", fits):
             for sb in dict.fromkeys(shifts):
-                for reset in _grid_values("reset", resets):
-                    o = Options(norm=norm, shift_bias=sb, reset=reset,
-                                fit=None if fit == "none" else fit)
-                    o.validate()
-                    grid.append(o)
+                for v_init in dict.fromkeys(vs):
+                    for reset in _grid_values("reset", resets):
+                        o = Options(norm=norm, shift_bias=sb, reset=reset, v_init=v_init,
+                                    fit=None if fit == "none" else fit)
+                        o.validate()
+                        grid.append(o)
     return grid
 
 
@@ -287,6 +294,8 @@ def setting_name(o: Options) -> str:
         parts.append(f"fit {o.fit}")
     if o.shift_bias:
         parts.append("shift-bias")
+    if o.v_init:
+        parts.append(f"v_init {o.v_init:g}")
     if o.reset != "subtract":
         parts.append(f"reset {o.reset}")
     return ", ".join(parts)
@@ -329,7 +338,8 @@ def sweep(model_path: str | Path, calib: str | Path | None, data: str | Path,
             results.extend(res["snn"])
         rows.append({"setting": setting_name(opts),
                      "options": {"norm": opts.norm, "shift_bias": opts.shift_bias,
-                                 "fit": opts.fit, "reset": opts.reset},
+                                 "fit": opts.fit, "reset": opts.reset,
+                                 "v_init": opts.v_init},
                      "pipeline": opts.pipeline(), "snn": results})
     best = []
     for t in sorted({r["timesteps"] for row in rows for r in row["snn"]}):

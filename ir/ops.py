@@ -433,6 +433,12 @@ class IFNeuron(Op):
     threshold: str = param()
     reset: str = attr("subtract")
     v_init: float = attr(0.0)
+    #: the ANN activation it replaces is itself clipped where the neuron saturates (a
+    #: Clip(0, hi) layer with lambda = hi), so saturation there is exact, not a loss
+    bounded: bool = attr(False)
+    #: the part of the input current added by shift-bias (Deng & Gu), not the ANN's own;
+    #: informational (the rate the population approximates is max(I - shift, 0) / theta)
+    shift: float = attr(0.0)
     kind: ClassVar[str] = "if"
     spiking: ClassVar[bool] = True
 

@@ -66,6 +66,8 @@ class ConvertToSnn(Pass):
             if self.input_coding == "poisson":
                 spikes.add(enc)
         threshold = g.add_param("threshold.unit", np.float32(1.0))
+        shift_t = graph.meta.get("shift_bias_timesteps")
+        shift = 1.0 / (2 * shift_t) if shift_t else 0.0
         final_softmax: dict[str, str] = {}
         for op in g.ops:
             op = g.remap(op, rename)
@@ -74,9 +76,12 @@ class ConvertToSnn(Pass):
                 if op.x in spikes:
                     rename[op.out] = op.x
                     continue
+                # normalize set a Clip's hi to 1 (lambda = hi): its ANN activation saturates
+                # exactly where the neuron does
+                bounded = isinstance(op, O.Clip) and op.hi is not None and abs(op.hi - 1) < 1e-6
                 ops.append(O.IFNeuron(name=op.name, out=op.out, origin=op.origin, x=op.x,
                                       threshold=threshold, reset=self.reset,
-                                      v_init=self.v_init))
+                                      v_init=self.v_init, bounded=bounded, shift=shift))
                 spikes.add(op.out)
             elif isinstance(op, O.Clip):
                 raise op.error(f"Clip({op.lo}, {op.hi}) is not a rectifier (lower bound must "

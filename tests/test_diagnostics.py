@@ -116,3 +116,22 @@ def test_cli_diagnostics_json_plots_and_contract(data, capsys):
     assert main(["eval", str(out), "--data", str(data / "test.npz"), "--timesteps", "8",
                  "--no-diagnostics"]) == 0
     assert "per-layer diagnostics" not in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("bounded", [False, True])
+def test_rate_view_of_a_neuron(bounded):
+    """rhat = max(I - shift, 0) / theta, clipped at 1 only where the ANN clips too."""
+    from snnc.backends.sim.runtime import Network
+
+    graph = {"format": "snnc-ir", "version": 1, "facts": ["spiking"], "meta": {},
+             "inputs": [{"name": "x", "shape": [3], "dtype": "float32"}],
+             "outputs": ["s"], "shapes": {"e": [3], "s": [3]},
+             "ops": [{"kind": "encode", "name": "enc", "out": "e", "inputs": ["x"],
+                      "params": {}, "attrs": {"coding": "analog", "seed": 0, "steps": 0}},
+                     {"kind": "if", "name": "if", "out": "s", "inputs": ["e"],
+                      "params": {"threshold": "th"},
+                      "attrs": {"reset": "subtract", "v_init": 0.0, "bounded": bounded,
+                                "shift": 0.25}}]}
+    net = Network(graph, {"th": np.float32(1.0)})
+    r = net.run_rates(np.array([[0.1, 0.5, 2.0]], np.float32), ["s"])["s"][0]
+    np.testing.assert_allclose(r, [0.0, 0.25, 1.0 if bounded else 1.75])

@@ -21,13 +21,14 @@ def data(tmp_path_factory, mnist):
 
 
 def test_grid_is_every_combination():
-    grid = sweep_settings("max,percentile:99", "no,yes", "none,5:4", "subtract,zero")
-    assert len(grid) == 16
-    assert {(o.norm, o.shift_bias, o.fit, o.reset) for o in grid} == {
-        (n, s, f, r) for n in ("max", "percentile:99") for s in (False, True)
-        for f in (None, "5:4") for r in ("subtract", "zero")}
+    grid = sweep_settings("max,percentile:99", "no,yes", "none,5:4", "subtract,zero",
+                          "0,0.5")
+    assert len(grid) == 32
+    assert {(o.norm, o.shift_bias, o.fit, o.reset, o.v_init) for o in grid} == {
+        (n, s, f, r, v) for n in ("max", "percentile:99") for s in (False, True)
+        for f in (None, "5:4") for r in ("subtract", "zero") for v in (0.0, 0.5)}
     for bad in ({"shift_bias": "maybe"}, {"fits": "5"}, {"norms": "median"},
-                {"norms": ""}):
+                {"norms": ""}, {"v_inits": "half"}, {"v_inits": "1.5"}):
         with pytest.raises(SnncError):
             sweep_settings(**bad)
 
@@ -64,7 +65,7 @@ def test_cli_sweep(data, tmp_path, capsys):
     model = str(EXAMPLES / "mnist_cnn.onnx")
     assert main(["sweep", model, "--calib", str(data / "calib.npz"), "--data",
                  str(data / "test.npz"), "--timesteps", "8", "--norm", "max",
-                 "--shift-bias", "no,yes", "--json", str(tmp_path / "s.json")]) == 0
+                 "--shift-bias", "no,yes", "--v-init", "0", "--json", str(tmp_path / "s.json")]) == 0
     out = capsys.readouterr().out
     assert "max, shift-bias" in out and "best at T=8" in out
     res = json.loads((tmp_path / "s.json").read_text())

@@ -236,7 +236,10 @@ def _rate_view(op, P, xs):
     if kind == "current":
         return (x + P[op["params"]["bias"]]).astype(F32, copy=False)
     if kind == "if":
-        return (np.maximum(x, 0) / P[op["params"]["threshold"]]).astype(F32, copy=False)
+        r = np.maximum(x - F32(op["attrs"].get("shift", 0.0)), 0) / P[op["params"]["threshold"]]
+        if op["attrs"].get("bounded"):
+            r = np.minimum(r, 1)
+        return r.astype(F32, copy=False)
     if kind == "spikemaxpool":
         return k_maxpool(op, P, xs)
     if kind == "spikesoftmax":
