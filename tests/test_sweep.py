@@ -65,7 +65,8 @@ def test_cli_sweep(data, tmp_path, capsys):
     model = str(EXAMPLES / "mnist_cnn.onnx")
     assert main(["sweep", model, "--calib", str(data / "calib.npz"), "--data",
                  str(data / "test.npz"), "--timesteps", "8", "--norm", "max",
-                 "--shift-bias", "no,yes", "--v-init", "0", "--json", str(tmp_path / "s.json")]) == 0
+                 "--shift-bias", "no,yes", "--v-init", "0",
+                 "--json", str(tmp_path / "s.json")]) == 0
     out = capsys.readouterr().out
     assert "max, shift-bias" in out and "best at T=8" in out
     res = json.loads((tmp_path / "s.json").read_text())
