@@ -1,0 +1,174 @@
+"""Issue 3's conversion-fidelity table: snnc settings vs the ANN and vs SpikingJelly.
+
+For every trained model (tools/train_mnist.py, cached in build/models; mnist5k test split,
+1000 images) it evaluates one fixed list of snnc settings -- the same list for every model,
+nothing tuned per model -- at T = 8..256 with `snnc.driver.sweep` (the engine of
+`snnc sweep`; shift-bias settings are compiled for each T), plus finite-input-time settings
+read at T1 + T2, and SpikingJelly 2.0's ann2snn recipes on the *same* trained weights
+(tools/bench/spikingjelly_ref.py; skipped with a note when spikingjelly is not installed).
+Then it checks the issue's targets and writes a markdown report.
+
+    python tools/bench/fidelity.py [--models mlp,cnn_clip,cnn_bn_max,resnet]
+                                   [--md tools/bench/results_fidelity.md] [--no-sj]
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from common import MODELS_DIR, ROOT, ensure_models
+from snnc.driver import Options, sweep
+from snnc.frontend import import_model, load_model
+from snnc.report import layer_table
+
+STEPS = [8, 16, 32, 64, 128, 256]
+MODELS = ["mlp", "cnn_clip", "cnn_bn_max", "resnet"]
+
+#: one list for every model. A Clip(0, hi) layer uses lambda = hi under every norm, so on
+#: cnn_clip the percentile rows *are* the clip-threshold rows (`--norm clip` compiles the
+#: same graph).
+SETTINGS = [
+    Options(norm="percentile:99.9"),
+    Options(norm="percentile:99.9", shift_bias=True),
+    Options(norm="percentile:99.9", v_init=0.5),
+    Options(norm="channel:99.99"),
+    Options(norm="channel:99.99", v_init=0.5),
+    Options(norm="percentile:99.9", fit="5:4"),
+    Options(norm="percentile:99.9", fit="5:4", shift_bias=True),
+]
+
+
+def _acc(row: dict, t: int) -> float | None:
+    for r in row["snn"]:
+        if r["timesteps"] == t:
+            return r["accuracy"]
+    return None
+
+
+def _targets(name: str, ann: float, rows: list[dict], sj_best: dict[int, float]) -> list[str]:
+    """The issue's targets for this model, each with PASS/MISS and the measured gap."""
+    out = []
+
+    def best(ts: list[int], pred=lambda row: True) -> tuple[float, str]:
+        cands = [(_acc(r, t), r["setting"]) for r in rows if pred(r) for t in ts
+                 if _acc(r, t) is not None]
+        return max(cands) if cands else (float("nan"), "-")
+
+    def check(label: str, acc: float, setting: str, tol_pp: float) -> None:
+        gap = 100 * (ann - acc)
+        ok = gap <= tol_pp + 1e-9
+        out.append(f"- {'PASS' if ok else 'MISS'} {label}: {100 * acc:.1f} vs ANN "
+                   f"{100 * ann:.1f} (gap {gap:+.1f} pp, target <= {tol_pp} pp) with "
+                   f"`{setting}`")
+
+    if name == "mlp":
+        a, s = best([9], lambda r: r["options"]["fit"] == "5:4")
+        check("FIT, T1+T2 = 9", a, s, 0.1)
+    if name == "cnn_clip":
+        for t, tol in ((8, 0.2), (16, 0.1)):
+            a, s = best([t], lambda r: r["options"]["shift_bias"]
+                        and not r["options"]["fit"])
+            check(f"clip thresholds + shift bias, T={t}", a, s, tol)
+            a, s = best([t], lambda r: not r["options"]["fit"])
+            check(f"best setting, T={t}", a, s, tol)
+    if name == "cnn_bn_max":
+        chan = lambda r: r["options"]["norm"].startswith("channel")  # noqa: E731
+        for t, tol in ((16, 0.3), (32, 0.1)):
+            a, s = best([t], chan)
+            check(f"channel-wise, T={t}", a, s, tol)
+        for t in (64, 128, 256):
+            a, s = best([t], chan)
+            check(f"channel-wise, no decay, T={t}", a, s, 0.1)
+    if name == "resnet":
+        a, s = best([32])
+        check("T=32", a, s, 0.5)
+    for t, sj in sorted(sj_best.items()):
+        a, s = best([t], lambda r: not r["options"]["fit"])
+        ok = a >= sj
+        out.append(f"- {'PASS' if ok else 'MISS'} vs SpikingJelly best at T={t}: snnc "
+                   f"{100 * a:.1f} (`{s}`) vs SJ {100 * sj:.1f}")
+    return out
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--models", default=",".join(MODELS))
+    ap.add_argument("--timesteps", default=",".join(map(str, STEPS)))
+    ap.add_argument("--md", help="write the report to this markdown file")
+    ap.add_argument("--json", default=None,
+                    help="raw results (default build/bench/fidelity_MODELS.json)")
+    ap.add_argument("--no-sj", action="store_true", help="skip SpikingJelly")
+    args = ap.parse_args()
+    names = args.models.split(",")
+    steps = [int(t) for t in args.timesteps.split(",")]
+    paths = ensure_models(names)
+    calib, test = MODELS_DIR / "mnist_calib.npz", MODELS_DIR / "mnist_test.npz"
+
+    sj: dict = {}
+    sj_note = ""
+    if not args.no_sj:
+        try:
+            import spikingjelly_ref
+
+            sj = spikingjelly_ref.run(names, steps)
+        except ImportError as e:
+            sj_note = f"SpikingJelly not measured ({e}); pip install --no-deps spikingjelly"
+
+    report = ["# Conversion fidelity (issue 3)", "",
+              "`python tools/bench/fidelity.py --md tools/bench/results_fidelity.md` "
+              "(mnist5k test split, 1000 images; accuracy in %; T1+T2 = 9 for the FIT "
+              "rows' own column).", ""]
+    if sj_note:
+        report += [sj_note, ""]
+    results = {}
+    for name, path in paths.items():
+        t0 = time.perf_counter()
+        res = sweep(path, calib, test, steps, SETTINGS)
+        secs = time.perf_counter() - t0
+        ann = res["ann_accuracy"]
+        macs = sum(r["macs"] for r in layer_table(import_model(load_model(path)).graph))
+        rows = res["settings"]
+        sj_model = (sj.get("models", sj) or {}).get(name, {}) if sj else {}
+        sj_recipes = {k: v for k, v in sj_model.items() if isinstance(v, dict)}
+        sj_best = {t: max(v[str(t)] if str(t) in v else v.get(t, 0.0)
+                          for v in sj_recipes.values()) for t in steps} if sj_recipes else {}
+        results[name] = {"ann_accuracy": ann, "macs": macs, "snnc": rows,
+                         "spikingjelly": sj_model}
+        head = ("| setting | " + " | ".join(f"T={t}" for t in steps)
+                + " | T1+T2=9 | spikes/sample @T=32 | SynOps/sample @T=32 |")
+        lines = [f"## {name} (ANN {100 * ann:.1f} %, {macs:,} MACs/sample; snnc sweep "
+                 f"{secs:.0f} s)", "", head, "|" + "---|" * (head.count("|") - 1)]
+        for r in rows:
+            cells = []
+            for t in steps:
+                a = _acc(r, t)
+                cells.append("" if a is None else f"{100 * a:.1f}")
+            a9 = _acc(r, 9)
+            at32 = next((x for x in r["snn"] if x["timesteps"] == 32), None)
+            lines.append(f"| snnc {r['setting']} | " + " | ".join(cells)
+                         + f" | {'' if a9 is None else f'{100 * a9:.1f}'} | "
+                         + ("" if at32 is None else
+                            f"{at32['spikes_per_sample']:.0f} | {at32['synops_per_sample']:.0f}")
+                         + " |")
+        for recipe, accs in sj_recipes.items():
+            cells = [f"{100 * (accs.get(str(t), accs.get(t, float('nan')))):.1f}"
+                     for t in steps]
+            lines.append(f"| SpikingJelly {recipe} | " + " | ".join(cells) + " | | | |")
+        report += lines + ["", *_targets(name, ann, rows, sj_best), ""]
+        print("\n".join(report[-(len(lines) + 8):]), flush=True)
+    js = Path(args.json or ROOT / "build" / "bench" / f"fidelity_{'_'.join(names)}.json")
+    js.parent.mkdir(parents=True, exist_ok=True)
+    js.write_text(json.dumps(results, indent=1))
+    text = "\n".join(report) + "\n"
+    if args.md:
+        Path(args.md).write_text(text)
+    print(text)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
