@@ -439,6 +439,10 @@ class IFNeuron(Op):
     #: the part of the input current added by shift-bias (Deng & Gu), not the ANN's own;
     #: informational (the rate the population approximates is max(I - shift, 0) / theta)
     shift: float = attr(0.0)
+    #: at most this many spikes per neuron over the whole run (0 = no limit). finite-input
+    #: sets it to T1 on bounded neurons: the ANN clips them at one spike per input step,
+    #: and without the cap the drain steps would release charge above the clip
+    max_spikes: int = attr(0)
     kind: ClassVar[str] = "if"
     spiking: ClassVar[bool] = True
 
@@ -455,6 +459,8 @@ class IFNeuron(Op):
                              f"{list(shapes[0])}")
         if (th <= 0).any():
             raise self.error("thresholds must be positive")
+        if self.max_spikes < 0:
+            raise self.error(f"max_spikes must be >= 0, got {self.max_spikes}")
         return shapes[0]
 
 

@@ -14,6 +14,11 @@ Rewrite (after convert-to-snn):
     affine(x, s, shift)            -> current(affine(x, s), shift) steps=T1
 The biased op keeps its output name on the Current op, so ONNX tensor names stay where
 they were.
+    if(x) bounded                  -> if(x) max_spikes=T1
+Decision: a bounded neuron (one that replaces a Clip(0, hi) with threshold hi) may fire
+at most T1 times: its ANN activation is at most hi, i.e. one spike per input step, and
+floor(min(z, 1) * T1) = min(floor(z * T1), T1), so the cap is exactly the clip; without it
+the drain releases the charge above the clip and the error grows with T2.
 Decision: biases are gated with the input (the FIT paper presents only the input; a bias
 that kept flowing during the drain would keep adding charge that no input justifies, and
 "read out over T1" assumes every current lasted T1 steps).
@@ -51,6 +56,9 @@ class FiniteInput(Pass):
         for op in g.ops:
             if isinstance(op, O.Encode):
                 ops.append(g.replace(op, steps=self.steps))
+                continue
+            if isinstance(op, O.IFNeuron) and op.bounded:
+                ops.append(g.replace(op, max_spikes=self.steps))
                 continue
             if isinstance(op, (O.Conv, O.Dense)) and op.bias:
                 bias = g.params[op.bias]

@@ -87,6 +87,49 @@ def test_drain_releases_stored_charge():
     np.testing.assert_array_equal(short, np.minimum(np.floor(4 * z[0] + 1e-6), 6))
 
 
+def test_bounded_neuron_fires_at_most_t1_times_under_fit(tmp_path):
+    """A Clip(0, 1) neuron stands for min(z, 1): with finite input time its count is
+    floor(min(z, 1) * T1) however long the drain (the cap is the clip)."""
+    from snnc.backends.sim.runtime import Network
+
+    z = np.linspace(0, 2.5, 26, dtype=np.float32)[None]
+    graph = {"format": "snnc-ir", "version": 1, "facts": ["spiking"], "meta": {},
+             "inputs": [{"name": "x", "shape": [26], "dtype": "float32"}],
+             "outputs": ["n"], "shapes": {"e": [26], "s": [26], "n": [26]},
+             "ops": [{"kind": "encode", "name": "enc", "out": "e", "inputs": ["x"],
+                      "params": {}, "attrs": {"coding": "analog", "seed": 0, "steps": 4}},
+                     {"kind": "if", "name": "if", "out": "s", "inputs": ["e"],
+                      "params": {"threshold": "th"},
+                      "attrs": {"reset": "subtract", "v_init": 0.0, "bounded": True,
+                                "max_spikes": 4}},
+                     {"kind": "accumulate", "name": "n", "out": "n", "inputs": ["s"],
+                      "params": {}, "attrs": {}}]}
+    net = Network(graph, {"th": np.float32(1.0)})
+    want = np.floor(4 * np.minimum(z[0], 1) + 1e-6)
+    for drain in (0, 3, 20):
+        np.testing.assert_array_equal(net.simulate(z, 4 + drain)["output"][-1, 0], want)
+
+    # the pass sets the cap on bounded neurons only
+    r = np.random.default_rng(0)
+    inits = [nh.from_array(r.normal(0, .6, (8, 6)).astype(np.float32), "w1"),
+             nh.from_array(r.normal(0, .6, (4, 8)).astype(np.float32), "w2"),
+             nh.from_array(np.float32(0), "lo"), nh.from_array(np.float32(1), "hi")]
+    nodes = [h.make_node("MatMul", ["x", "w1t"], ["a"], name="mm1"),
+             h.make_node("Clip", ["a", "lo", "hi"], ["ca"], name="clip1"),
+             h.make_node("MatMul", ["ca", "w2t"], ["b"], name="mm2"),
+             h.make_node("Relu", ["b"], ["y"], name="relu2")]
+    inits[0] = nh.from_array(nh.to_array(inits[0]).T.copy(), "w1t")
+    inits[1] = nh.from_array(nh.to_array(inits[1]).T.copy(), "w2t")
+    g = h.make_graph(nodes, "c", [h.make_tensor_value_info("x", TensorProto.FLOAT, ["N", 6])],
+                     [h.make_tensor_value_info("y", TensorProto.FLOAT, ["N", 4])], inits)
+    onnx.save(h.make_model(g, opset_imports=[h.make_opsetid("", 13)]), tmp_path / "c.onnx")
+    np.savez(tmp_path / "cal.npz", x=r.uniform(0, 1, (32, 6)).astype(np.float32))
+    res = compile_model(tmp_path / "c.onnx", None, calib=tmp_path / "cal.npz",
+                        options=Options(fit="5:7"))
+    caps = {op.origin: op.max_spikes for op in res.graph.ops if isinstance(op, O.IFNeuron)}
+    assert caps == {"clip1": 5, "relu2": 0}
+
+
 def test_fit_option_errors():
     for bad in ("5", "0:3", "a:b", "5:-1"):
         with pytest.raises(SnncError, match="finite input time"):

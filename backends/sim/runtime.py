@@ -489,10 +489,16 @@ class Network:
             zero = op["attrs"]["reset"] == "zero"
             unit = th.ndim == 0 and th == 1
             tmp = None if zero or unit else np.empty_like(v)
+            cap = op["attrs"].get("max_spikes", 0)
+            if cap:
+                count = state.setdefault(name + ".count", np.zeros(v.shape, F32))
             for i in range(n):
                 np.add(v, data[0 if const else i], out=v)
                 s = out[i]
                 np.greater_equal(v, th, out=s, casting="unsafe")
+                if cap:  # a neuron that has spent its budget stays silent
+                    s *= count < cap
+                    count += s
                 if zero:
                     np.putmask(v, s > 0, F32(0))
                 elif unit:
