@@ -5,8 +5,9 @@ writes them atomically. Registry: BACKENDS.
 """
 from __future__ import annotations
 
+from snnc.backends.c import CBackend  # C backend (issue 4)
 from snnc.backends.sim import SimBackend
 
-BACKENDS = {"sim": SimBackend}
+BACKENDS = {"sim": SimBackend, "c": CBackend}
 
-__all__ = ["BACKENDS", "SimBackend"]
+__all__ = ["BACKENDS", "CBackend", "SimBackend"]

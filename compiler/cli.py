@@ -58,6 +58,16 @@ def _compile_parser() -> argparse.ArgumentParser:
                    "count, or Rueckauer's spiking softmax (seeded by --seed)")
     p.add_argument("--v-init", type=float, default=0.0,
                    help="initial membrane as a fraction of the threshold (e.g. 0.5)")
+    # --- C backend (issue 4) ---
+    p.add_argument("--backend", default="sim", metavar="LIST",
+                   help="comma-separated backends: sim (always written) and c (C99 "
+                   "sources in OUT/c/), e.g. --backend c or sim,c")
+    p.add_argument("--arith", default="float", choices=["float", "fixed"],
+                   help="arithmetic of the simulator and the C code: float32 (default) or "
+                   "fixed point (integer weights, thresholds and membranes)")
+    p.add_argument("--c-name", metavar="NAME",
+                   help="prefix of the C files and symbols (default: the model file stem)")
+    # --- end C backend ---
     p.add_argument("--print-ir-after-all", action="store_true",
                    help="print the IR after every pass to stderr")
     p.add_argument("--dump-ir", metavar="DIR", help="write the IR after every pass to DIR")
@@ -169,7 +179,8 @@ def _cmd_compile(a: argparse.Namespace) -> int:
 
     opts = Options(norm=a.norm, reset=a.reset, timesteps=a.timesteps,
                    input_coding=a.input_coding, seed=a.seed, readout=a.readout,
-                   v_init=a.v_init, shift_bias=a.shift_bias, fit=a.fit)
+                   v_init=a.v_init, shift_bias=a.shift_bias, fit=a.fit,
+                   backends=_backends(a.backend), arith=a.arith, c_name=a.c_name)
     timings: dict[str, float] = {}
     res = compile_model(a.model, a.output, calib=a.calib, options=opts,
                         print_ir_after_all=sys.stderr if a.print_ir_after_all else None,
@@ -178,10 +189,21 @@ def _cmd_compile(a: argparse.Namespace) -> int:
     print(f"snnc: compiled {Path(a.model).name} -> {a.output}: {len(layers)} spiking "
           f"layers, {sum(r['neurons'] for r in layers)} neurons, "
           f"{res.report['ann_macs']} ANN MACs/sample")
+    if "c" in opts.backends:  # C backend (issue 4): the footprint table
+        print((Path(a.output) / "c" / "footprint.md").read_text(), end="")
     if a.time_passes:
         for name, sec in timings.items():
             print(f"  {name:24s} {sec * 1e3:9.1f} ms", file=sys.stderr)
     return 0
+
+
+def _backends(text: str) -> tuple[str, ...]:
+    """--backend LIST -> Options.backends: sim first (always emitted: `snnc eval OUT`
+    reads it), then the others in the order given. C backend (issue 4)."""
+    names = [b.strip() for b in text.split(",") if b.strip()]
+    if not names:
+        raise SnncError("--backend needs at least one name, e.g. --backend c")
+    return tuple(dict.fromkeys(["sim", *names]))
 
 
 def _cmd_check(a: argparse.Namespace) -> int:

@@ -46,6 +46,12 @@ class Options:
     #: finite input time "T1:T2" (METHODS 6): input and biases for T1 steps, T2 drain steps
     fit: str | None = None
     backends: tuple[str, ...] = ("sim",)
+    # --- C backend (issue 4) ---
+    #: "float" or "fixed" (passes/quantize.py: integer weights, thresholds, membranes)
+    arith: str = "float"
+    #: prefix of the generated C files and symbols (default: the sanitized model stem)
+    c_name: str | None = None
+    # --- end C backend ---
 
     def fit_steps(self) -> tuple[int, int] | None:
         """(T1, T2) of --fit, or None."""
@@ -75,6 +81,8 @@ class Options:
                                                               "softmax"))):
             if val not in allowed:
                 raise SnncError(f"unknown {name} '{val}'", hint=f"use {' or '.join(allowed)}")
+        if self.arith not in ("float", "fixed"):  # C backend (issue 4)
+            raise SnncError(f"unknown arithmetic '{self.arith}'", hint="use float or fixed")
         if self.timesteps < 1:
             raise SnncError(f"timesteps must be >= 1, got {self.timesteps}")
         if not 0.0 <= self.v_init < 1.0:
@@ -95,7 +103,8 @@ class Options:
                 + (f"shift-bias{{timesteps={shift_t}}}," if self.shift_bias else "")
                 + f"convert-to-snn{{reset={self.reset},v_init={self.v_init},"
                 f"input_coding={self.input_coding},seed={self.seed},readout={self.readout}}}"
-                + ("" if fit is None else f",finite-input{{steps={fit[0]}}}"))
+                + ("" if fit is None else f",finite-input{{steps={fit[0]}}}")
+                + (",quantize{weight_bits=16,input_bits=8}" if self.arith == "fixed" else ""))
 
 
 @dataclass
@@ -162,13 +171,19 @@ def compile_model(model_path: str | Path, out_dir: str | Path | None, *,
         "layers": layer_table(graph),
         "ann_macs": sum(r["macs"] for r in layer_table(imported.graph)),
     }
+    if "quantization" in ctx.notes:  # C backend (issue 4): per-layer quantization stats
+        report["quantization"] = ctx.notes["quantization"]
     files: dict[str, bytes] = {}
     for b in opts.backends:
-        backend = BACKENDS[b]()
+        # C backend (issue 4): the C backend is named after the model
+        backend = (BACKENDS[b](name=opts.c_name or source.stem, source=source.name)
+                   if b == "c" else BACKENDS[b]())
         missing = backend.requires - graph.facts
         if missing:
             raise SnncError(f"internal: backend '{b}' needs {sorted(missing)}")
         files.update(backend.emit(graph))
+        if b == "c":  # C backend (issue 4): footprint totals in the report
+            report["c_footprint"] = backend.footprint_totals
     files[IR_TEXT_FILE] = print_graph(graph).encode()
     files[SOURCE_FILE] = source.read_bytes()
     files[REPORT_FILE] = dumps_json(report)

@@ -403,6 +403,9 @@ class Current(Op):
     x: str = operand()
     bias: str = param()
     steps: int = attr(0)
+    #: a correction the SNN needs that is not part of the ANN's function (bias
+    #: calibration); the rate view (what the SNN approximates) leaves it out
+    compensation: bool = attr(False)
     kind: ClassVar[str] = "current"
     spiking: ClassVar[bool] = True
 

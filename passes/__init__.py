@@ -13,12 +13,13 @@ from snnc.passes.finite_input import FiniteInput
 from snnc.passes.fold_affine import FoldAffine
 from snnc.passes.fold_batchnorm import FoldBatchNorm
 from snnc.passes.normalize import Normalize
+from snnc.passes.quantize import Quantize  # C backend (issue 4)
 from snnc.passes.relu_before_maxpool import ReluBeforeMaxPool
 from snnc.passes.shift_bias import ShiftBias
 
 PASSES: dict[str, type[Pass]] = {
     p.name: p for p in (FoldBatchNorm, FoldAffine, ReluBeforeMaxPool, Normalize, ShiftBias,
-                       ConvertToSnn, FiniteInput)
+                       ConvertToSnn, FiniteInput, Quantize)
 }
 
 __all__ = ["PASSES", "Pass", "PassContext"]

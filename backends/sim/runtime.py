@@ -271,6 +271,105 @@ def poisson_uniform(seed: int, sample: np.ndarray, t: int, n: int) -> np.ndarray
     return (h >> np.uint32(8)).astype(F32) * F32(1.0 / (1 << 24))
 
 
+# ------------------------------------------------------------------ fixed point ----------
+# A graph with the fact "fixed-point" (passes/quantize.py) runs in integer arithmetic, the
+# same operations as the generated C (backends/c): int16 input, int32 currents and
+# membranes (int64 accumulation, saturation to int32), int64 readout. Values are int64
+# arrays here; the scale of every value is in graph meta["fixed_point"]["scales"].
+I32_MIN, I32_MAX = -(2 ** 31), 2 ** 31 - 1
+# exactness bound of float64 matmuls over integers (below it, BLAS is exact and fast)
+_F64_EXACT = 2.0 ** 52
+
+
+def quantize_input(x: np.ndarray, frac_bits: int) -> np.ndarray:
+    """The fixed-point input: floor(x * 2^F + 1/2) saturated to int16 (what the C
+    program receives)."""
+    q = np.floor(np.asarray(x, np.float64) * (1 << frac_bits) + 0.5)
+    return np.clip(q, -32768, 32767).astype(np.int16)
+
+
+def fixed_v_init(threshold_q: np.ndarray, v_init: float) -> np.ndarray:
+    """Initial membrane of a fixed-point IF population: (theta_q * round(v_init * 2^16))
+    >> 16 (floor), integers only."""
+    vi = int(math.floor(v_init * 65536 + 0.5))
+    return (np.asarray(threshold_q, np.int64) * vi) >> 16
+
+
+def _sat32(a: np.ndarray) -> np.ndarray:
+    return np.clip(a, I32_MIN, I32_MAX)
+
+
+def _int_matmul(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """Exact integer a @ b (int64): through float64 BLAS when every partial sum is below
+    2^52, else numpy's integer matmul."""
+    bound = float(np.abs(a).max(initial=0)) * float(np.abs(b).sum(axis=-2).max(initial=0))
+    if bound < _F64_EXACT:
+        return np.rint(np.matmul(a.astype(np.float64), b.astype(np.float64))).astype(np.int64)
+    return np.matmul(a.astype(np.int64), b.astype(np.int64))
+
+
+def ki_conv(op, P, xs):
+    x = xs[0]
+    a = op["attrs"]
+    w = P[op["params"]["weight"]].astype(np.int64)
+    o, cg, kh, kw = w.shape
+    g = a["groups"]
+    b = x.shape[0]
+    win = _windows(_pad_hw(x, a["pads"]), (kh, kw), a["strides"], a["dilations"])
+    oh, ow = win.shape[2:4]
+    og = o // g
+    cols = win.transpose(0, 1, 4, 5, 2, 3).reshape(b, g, cg * kh * kw, oh * ow)
+    y = np.stack([_int_matmul(w[i * og:(i + 1) * og].reshape(og, -1), cols[:, i])
+                  for i in range(g)], axis=1).reshape(b, o, oh, ow)
+    bias = op["params"].get("bias")
+    if bias:
+        y += P[bias].astype(np.int64)[:, None, None]
+    return _sat32(y)
+
+
+def ki_dense(op, P, xs):
+    y = _int_matmul(xs[0], P[op["params"]["weight"]].astype(np.int64).T)
+    bias = op["params"].get("bias")
+    if bias:
+        y += P[bias].astype(np.int64)
+    return _sat32(y)
+
+
+def ki_affine(op, P, xs):
+    y = xs[0].astype(np.int64)
+    if op["params"].get("scale"):
+        y = y * P[op["params"]["scale"]].astype(np.int64)
+    if op["params"].get("shift"):
+        y = y + P[op["params"]["shift"]].astype(np.int64)
+    return _sat32(y)
+
+
+def ki_avgpool(op, P, xs):
+    """Fixed point: the window sum (the divisor is folded into the value's scale)."""
+    win, _ = _pool_view(op, xs[0].astype(np.int64), 0)
+    return _sat32(win.sum(axis=(-2, -1)))
+
+
+def ki_add(op, P, xs):
+    y = xs[0].astype(np.int64)
+    for x in xs[1:]:
+        y = y + x
+    return _sat32(y)
+
+
+def _rate_sumpool(op, P, xs):
+    """The fixed-point average pool (a window sum) in rate terms (diagnostics)."""
+    win, _ = _pool_view(op, xs[0], 0.0)
+    return win.sum(axis=(-2, -1), dtype=F32)
+
+
+INT_KERNELS: dict[str, Callable] = {
+    "conv": ki_conv, "dense": ki_dense, "affine": ki_affine, "avgpool": ki_avgpool,
+    "add": ki_add, "concat": k_concat, "flatten": k_flatten, "reshape": k_reshape,
+    "pad": k_pad,
+}
+
+
 # ------------------------------------------------------------------ network --------------
 class Network:
     """A loaded IR graph, runnable as an ANN (ANN-level ops) or as an SNN (spiking ops)."""
@@ -285,6 +384,9 @@ class Network:
         self.shapes.update({k: tuple(v) for k, v in graph["shapes"].items()})
         self.spiking = "spiking" in graph["facts"]
         self._fo: dict[str, np.ndarray] | None = None  # fan-outs, computed on first use
+        # integer arithmetic (passes/quantize.py); see "fixed point" above
+        self.fixed = "fixed-point" in graph["facts"]
+        self.input_bits = int(graph["meta"].get("fixed_point", {}).get("input_bits", 0))
 
     @classmethod
     def load(cls, directory: str) -> Network:
@@ -310,8 +412,12 @@ class Network:
         approximates, e.g. an IF population's max(I, 0) / threshold (unclipped, so
         saturation shows up as error). `outputs` are value names."""
         env = {self.g["inputs"][0]["name"]: np.asarray(x, F32)}
+        kernels = ANN_KERNELS
+        if self.fixed:  # integer graph: the input in its scale 2^F, pools as window sums
+            env = {k: v * F32(1 << self.input_bits) for k, v in env.items()}
+            kernels = {**ANN_KERNELS, "avgpool": _rate_sumpool}
         for op in self.ops:
-            kern = ANN_KERNELS.get(op["kind"], _rate_view)
+            kern = kernels.get(op["kind"], _rate_view)
             env[op["out"]] = kern(op, self.P, [env[i] for i in op["inputs"]])
         return {k: env[k] for k in outputs}
 
@@ -443,6 +549,8 @@ class Network:
                 "synops": synops}
 
     def _step_op(self, op, ins, n, t0, b, state, samples):
+        if self.fixed:
+            return self._step_fixed(op, ins, n, t0, b, state, samples)
         kind = op["kind"]
         name = op["name"]
         if kind == "encode":
@@ -568,6 +676,112 @@ class Network:
             return out.reshape((n,) + data.shape[1:]), False, True
         # Any other op acts step by step on its operands (linear ops: once if constant).
         kern = ANN_KERNELS[kind]
+        if all(c for _, c, _ in ins):
+            return kern(op, self.P, [d[0] for d, _, _ in ins])[None], True, False
+        flat = []
+        for d, c, _ in ins:
+            full = np.broadcast_to(d, (n,) + d.shape[1:]) if c else d
+            flat.append(full.reshape((n * b,) + d.shape[2:]))
+        y = kern(op, self.P, flat)
+        event = kind in SHAPE_ONLY and all(e for _, _, e in ins)
+        return y.reshape((n, b) + y.shape[1:]), False, event
+
+
+    def _step_fixed(self, op, ins, n, t0, b, state, samples):
+        """_step_op in integer arithmetic (fact "fixed-point"): exactly what the generated
+        C code computes (backends/c), so both agree spike for spike."""
+        kind, name, a = op["kind"], op["name"], op["attrs"]
+        i64 = np.int64
+        if kind == "encode":
+            data = ins[0][0]
+            xq = quantize_input(data[0], self.input_bits).astype(i64)
+            steps = a.get("steps", 0)
+            live = n if not steps else max(0, min(n, steps - t0))
+            if a["coding"] != "poisson":
+                if live == n:
+                    return xq[None], True, False
+                out = np.zeros((n,) + xq.shape, i64)
+                out[:live] = xq
+                return out, False, False
+            # u < x as integers: the 24-bit draw against x_q in 24 fractional bits
+            lim = np.clip(xq.reshape(b, -1), 0, 1 << self.input_bits) << (24 - self.input_bits)
+            out = np.zeros((n,) + xq.shape, i64)
+            for i in range(live):
+                u = poisson_uniform(a["seed"], samples, t0 + i, lim.shape[1])
+                out[i] = ((u * F32(1 << 24)).astype(i64) < lim).reshape(xq.shape)
+            return out, False, True
+        if kind == "current":
+            data, const, _ = ins[0]
+            bias = self.P[op["params"]["bias"]].astype(i64)
+            steps = a["steps"]
+            live = n if not steps else max(0, min(n, steps - t0))
+            if live == n:
+                return _sat32(data + bias), const, False
+            if live == 0:
+                return data, const, False
+            out = np.array(np.broadcast_to(data, (n,) + data.shape[1:]), i64)
+            out[:live] = _sat32(out[:live] + bias)
+            return out, False, False
+        if kind == "if":
+            data, const, _ = ins[0]
+            th = self.P[op["params"]["threshold"]].astype(i64)
+            v = state.get(name)
+            if v is None:
+                v = np.empty(data.shape[1:], i64)
+                v[...] = fixed_v_init(th, a["v_init"])
+                state[name] = v
+            out = np.empty((n,) + data.shape[1:], i64)
+            zero = a["reset"] == "zero"
+            cap = a.get("max_spikes", 0)
+            if cap:
+                count = state.setdefault(name + ".count", np.zeros(v.shape, i64))
+            for i in range(n):
+                np.add(v, data[0 if const else i], out=v)
+                np.clip(v, I32_MIN, I32_MAX, out=v)
+                s = v >= th
+                if cap:  # a neuron that has spent its budget stays silent
+                    s &= count < cap
+                    count += s
+                out[i] = s
+                if zero:
+                    np.putmask(v, s, 0)
+                else:
+                    v -= s * th
+            return out, False, True
+        if kind == "spikemaxpool":
+            data, const, event = ins[0]
+            if const:
+                data = np.broadcast_to(data, (n,) + data.shape[1:])
+            prev = state.get(name)
+            cum = np.cumsum(data, axis=0, dtype=i64) + (0 if prev is None else prev)
+            state[name] = cum[-1].copy()
+            cview, _ = _pool_view(op, cum, -1, a["dilations"])
+            sview, _ = _pool_view(op, data.astype(i64), 0, a["dilations"])
+            kh, kw = cview.shape[-2:]
+            best = cview.max(axis=(-2, -1))
+            out = np.zeros(best.shape, i64)
+            free = np.ones(best.shape, bool)  # first tap wins ties
+            for i in range(kh):
+                for j in range(kw):
+                    hit = (cview[..., i, j] == best) & free
+                    out += hit * sview[..., i, j]
+                    free &= ~hit
+            return out, False, event
+        if kind == "accumulate":
+            data, const, _ = ins[0]
+            acc = state.get(name)
+            if acc is None:
+                acc = np.zeros(data.shape[1:], i64)
+            if const:
+                steps = np.arange(1, n + 1, dtype=i64).reshape((n,) + (1,) * (data.ndim - 1))
+                out = acc[None] + steps * data
+            else:
+                out = acc[None] + np.cumsum(data, axis=0, dtype=i64)
+            state[name] = out[-1].copy()
+            return out, False, False
+        kern = INT_KERNELS.get(kind)
+        if kern is None:
+            raise ValueError(f"op {name} ({kind}) has no fixed-point semantics")
         if all(c for _, c, _ in ins):
             return kern(op, self.P, [d[0] for d, _, _ in ins])[None], True, False
         flat = []
