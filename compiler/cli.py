@@ -44,6 +44,10 @@ def _compile_parser() -> argparse.ArgumentParser:
     p.add_argument("--shift-bias", action="store_true",
                    help="add theta/(2T) to every neuron's input for T = --timesteps "
                    "(Deng & Gu)")
+    p.add_argument("--calibrate-bias", action="store_true",
+                   help="bias calibration: simulate the --calib inputs for T steps and add "
+                   "to every neuron layer the current that cancels its mean rate error "
+                   "(per channel); tuned to T = --timesteps (T1+T2 with --fit)")
     p.add_argument("--fit", metavar="T1:T2",
                    help="finite input time: input and biases for T1 steps, then T2 drain "
                    "steps; the network runs T1+T2 steps (e.g. --fit 5:4)")
@@ -128,6 +132,8 @@ def _sweep_parser() -> argparse.ArgumentParser:
                    help="initial membranes to try, as fractions of the threshold "
                    "(default 0,0.5)")
     p.add_argument("--reset", default="subtract", help="subtract, zero or both")
+    p.add_argument("--calibrate-bias", default="no",
+                   help="no (default), yes or no,yes: bias calibration (compiled per T)")
     p.add_argument("--json", metavar="FILE", help="also write the results as JSON")
     p.add_argument("--batch", type=int, default=100)
     p.add_argument("--debug", action="store_true")
@@ -141,7 +147,8 @@ def _cmd_sweep(a: argparse.Namespace) -> int:
     steps = _parse_steps(a.timesteps)
     if a.batch < 1:
         raise SnncError("--batch must be >= 1")
-    settings = sweep_settings(a.norm, a.shift_bias, a.fit, a.reset, a.v_init)
+    settings = sweep_settings(a.norm, a.shift_bias, a.fit, a.reset, a.v_init,
+                              a.calibrate_bias)
     res = sweep(a.model, a.calib, a.data, steps, settings, batch=a.batch)
     cols = [b["timesteps"] for b in res["best"]]
     best = {b["timesteps"]: b["accuracy"] for b in res["best"]}
@@ -180,6 +187,7 @@ def _cmd_compile(a: argparse.Namespace) -> int:
     opts = Options(norm=a.norm, reset=a.reset, timesteps=a.timesteps,
                    input_coding=a.input_coding, seed=a.seed, readout=a.readout,
                    v_init=a.v_init, shift_bias=a.shift_bias, fit=a.fit,
+                   calibrate_bias=a.calibrate_bias,
                    backends=_backends(a.backend), arith=a.arith, c_name=a.c_name)
     timings: dict[str, float] = {}
     res = compile_model(a.model, a.output, calib=a.calib, options=opts,

@@ -45,6 +45,9 @@ class Options:
     shift_bias: bool = False
     #: finite input time "T1:T2" (METHODS 6): input and biases for T1 steps, T2 drain steps
     fit: str | None = None
+    #: bias calibration (passes/calibrate_bias.py): cancel each layer's mean rate error,
+    #: measured by simulating the calibration inputs for the compile-time length
+    calibrate_bias: bool = False
     backends: tuple[str, ...] = ("sim",)
     # --- C backend (issue 4) ---
     #: "float" or "fixed" (passes/quantize.py: integer weights, thresholds, membranes)
@@ -104,6 +107,8 @@ class Options:
                 + f"convert-to-snn{{reset={self.reset},v_init={self.v_init},"
                 f"input_coding={self.input_coding},seed={self.seed},readout={self.readout}}}"
                 + ("" if fit is None else f",finite-input{{steps={fit[0]}}}")
+                + (f",calibrate-bias{{timesteps={self.total_timesteps()}}}"
+                   if self.calibrate_bias else "")
                 + (",quantize{weight_bits=16,input_bits=8}" if self.arith == "fixed" else ""))
 
 
@@ -152,6 +157,9 @@ def compile_model(model_path: str | Path, out_dir: str | Path | None, *,
     calib_x = None
     if calib is not None:
         calib_x, _ = load_npz(calib, input_shape, need_labels=False, what="calibration")
+    elif opts.calibrate_bias:
+        raise SnncError("bias calibration needs calibration data",
+                        hint="pass --calib CALIB.npz (a few hundred training inputs as x)")
     elif opts.norm != "clip":
         raise SnncError(f"normalization '{opts.norm}' needs calibration data",
                         hint="pass --calib CALIB.npz (a few hundred training inputs as x), "
@@ -168,6 +176,8 @@ def compile_model(model_path: str | Path, out_dir: str | Path | None, *,
                     for k, v in opts.__dict__.items()},
         "coverage": [r.__dict__ for r in imported.report],
         "lambda": ctx.notes.get("lambda", {}),
+        **({"bias_calibration": ctx.notes["bias_calibration"]}
+           if "bias_calibration" in ctx.notes else {}),
         "layers": layer_table(graph),
         "ann_macs": sum(r["macs"] for r in layer_table(imported.graph)),
     }
@@ -275,8 +285,8 @@ def _grid_values(name: str, text: str) -> list[str]:
 
 
 def sweep_settings(norms: str = "percentile:99.9", shift_bias: str = "no",
-                   fits: str = "none", resets: str = "subtract", v_inits: str = "0"
-                   ) -> list[Options]:
+                   fits: str = "none", resets: str = "subtract", v_inits: str = "0",
+                   calibrate_bias: str = "no") -> list[Options]:
     """The grid of compile settings of `snnc sweep`: every combination of the
     comma-separated values (norms may hold several methods, fits 'none' or T1:T2,
     v_inits fractions of the threshold)."""
@@ -285,21 +295,28 @@ def sweep_settings(norms: str = "percentile:99.9", shift_bias: str = "no",
     except ValueError:
         raise SnncError(f"bad --v-init values '{v_inits}'", hint="e.g. 0,0.5") from None
     flags = {"no": False, "off": False, "yes": True, "on": True}
-    shifts = []
+    shifts, cals = [], []
     for v in _grid_values("shift-bias", shift_bias):
         if v not in flags:
             raise SnncError(f"bad --shift-bias value '{v}'", hint="use no, yes or no,yes")
         shifts.append(flags[v])
+    for v in _grid_values("calibrate-bias", calibrate_bias):
+        if v not in flags:
+            raise SnncError(f"bad --calibrate-bias value '{v}'",
+                            hint="use no, yes or no,yes")
+        cals.append(flags[v])
     grid = []
     for norm in _grid_values("norm", norms):
         for fit in _grid_values("fit", fits):
             for sb in dict.fromkeys(shifts):
                 for v_init in dict.fromkeys(vs):
                     for reset in _grid_values("reset", resets):
-                        o = Options(norm=norm, shift_bias=sb, reset=reset, v_init=v_init,
-                                    fit=None if fit == "none" else fit)
-                        o.validate()
-                        grid.append(o)
+                        for cal in dict.fromkeys(cals):
+                            o = Options(norm=norm, shift_bias=sb, reset=reset,
+                                        v_init=v_init, fit=None if fit == "none" else fit,
+                                        calibrate_bias=cal)
+                            o.validate()
+                            grid.append(o)
     return grid
 
 
@@ -313,6 +330,8 @@ def setting_name(o: Options) -> str:
         parts.append(f"v_init {o.v_init:g}")
     if o.reset != "subtract":
         parts.append(f"reset {o.reset}")
+    if o.calibrate_bias:
+        parts.append("calibrate-bias")
     return ", ".join(parts)
 
 
@@ -322,8 +341,8 @@ def sweep(model_path: str | Path, calib: str | Path | None, data: str | Path,
     """Accuracy vs T for several compile settings in one call, to choose settings.
 
     Every setting is compiled in memory (calibration activations computed once) and
-    simulated on the same data. shift-bias depends on T (b += theta/2T), so a shift-bias
-    setting without --fit is compiled once per T and read at that T only. A --fit T1:T2
+    simulated on the same data. shift-bias (b += theta/2T) and bias calibration depend on
+    T, so such a setting without --fit is compiled once per T and read at that T only. A --fit T1:T2
     setting is also read at T1+T2, its natural length."""
     if not timesteps or any(t < 1 for t in timesteps):
         raise SnncError("timesteps must be positive integers, e.g. 8,16,32")
@@ -334,7 +353,7 @@ def sweep(model_path: str | Path, calib: str | Path | None, data: str | Path,
     if calib is not None:
         cx, _ = load_npz(calib, shape, need_labels=False, what="calibration")
         calibration = OnnxCalibration(import_model(model).model, cx)
-    elif any(o.norm != "clip" for o in settings):
+    elif any(o.norm != "clip" or o.calibrate_bias for o in settings):
         raise SnncError("the sweep needs calibration data for data-based normalization",
                         hint="pass --calib CALIB.npz, or sweep only --norm clip")
     steps = sorted(set(timesteps))
@@ -342,7 +361,7 @@ def sweep(model_path: str | Path, calib: str | Path | None, data: str | Path,
     for opts in settings:
         fit = opts.fit_steps()
         plan: list[tuple[Options, list[int]]]
-        if opts.shift_bias and fit is None:
+        if (opts.shift_bias or opts.calibrate_bias) and fit is None:
             plan = [(Options(**{**opts.__dict__, "timesteps": t}), [t]) for t in steps]
         else:
             plan = [(opts, sorted(set(steps) | ({sum(fit)} if fit else set())))]
@@ -354,7 +373,8 @@ def sweep(model_path: str | Path, calib: str | Path | None, data: str | Path,
         rows.append({"setting": setting_name(opts),
                      "options": {"norm": opts.norm, "shift_bias": opts.shift_bias,
                                  "fit": opts.fit, "reset": opts.reset,
-                                 "v_init": opts.v_init},
+                                 "v_init": opts.v_init,
+                                 "calibrate_bias": opts.calibrate_bias},
                      "pipeline": opts.pipeline(), "snn": results})
     best = []
     for t in sorted({r["timesteps"] for row in rows for r in row["snn"]}):

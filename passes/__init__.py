@@ -8,6 +8,7 @@ input). Its docstring gives the equation and the METHODS.md section; choices are
 from __future__ import annotations
 
 from snnc.passes.base import Pass, PassContext
+from snnc.passes.calibrate_bias import CalibrateBias
 from snnc.passes.convert_to_snn import ConvertToSnn
 from snnc.passes.finite_input import FiniteInput
 from snnc.passes.fold_affine import FoldAffine
@@ -19,7 +20,7 @@ from snnc.passes.shift_bias import ShiftBias
 
 PASSES: dict[str, type[Pass]] = {
     p.name: p for p in (FoldBatchNorm, FoldAffine, ReluBeforeMaxPool, Normalize, ShiftBias,
-                       ConvertToSnn, FiniteInput, Quantize)
+                       ConvertToSnn, FiniteInput, CalibrateBias, Quantize)
 }
 
 __all__ = ["PASSES", "Pass", "PassContext"]

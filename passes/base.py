@@ -9,6 +9,9 @@ from snnc.ir.graph import Graph
 
 
 class Calibration(Protocol):
+    #: the calibration inputs (N, ...), in the model's input layout
+    x: np.ndarray
+
     def activations(self, names: list[str]) -> dict[str, np.ndarray]:
         """ANN activations (N, ...) of the named ONNX tensors on the calibration set."""
 

@@ -115,7 +115,7 @@ VARIANTS: dict[str, dict[str, Any]] = {
     "mlp": {"input_coding": "poisson", "fit": "6:4", "seed": 7},
     "cnn_avg": {"v_init": 0.5, "reset": "zero"},
     "cnn_max": {},
-    "residual": {"readout": "spikes"},
+    "residual": {"readout": "spikes", "calibrate_bias": True},
     "concat": {"shift_bias": True, "timesteps": 16},
 }
 SHAPES = {"pool_pad": (1, 11, 11), "mlp": (1, 8, 8), "cnn_avg": (1, 8, 8), "concat": (1, 8, 8),

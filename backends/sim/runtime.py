@@ -234,6 +234,8 @@ def _rate_view(op, P, xs):
     if kind == "encode":
         return np.clip(x, 0, 1) if op["attrs"]["coding"] == "poisson" else x
     if kind == "current":
+        if op["attrs"].get("compensation"):
+            return x
         return (x + P[op["params"]["bias"]]).astype(F32, copy=False)
     if kind == "if":
         r = np.maximum(x - F32(op["attrs"].get("shift", 0.0)), 0) / P[op["params"]["threshold"]]

@@ -1,0 +1,118 @@
+"""calibrate-bias: remove each neuron layer's mean rate error, measured by simulation.
+
+A converted network's firing rates differ from the ANN activations they stand for
+(METHODS 1, 5): floor quantization at short T, spikes emitted by early transients (a
+neuron whose input is positive in the first steps and negative later cannot take its
+spikes back), and errors inherited from the layers before. The mean part of that error is
+systematic and can be cancelled by a constant current (Li et al., "A free lunch from ANN:
+towards efficient, accurate spiking neural networks calibration", ICML 2021, bias
+calibration). For every neuron population l, in graph order (so that each correction sees
+the corrected layers before it):
+
+    e_l[c] = mean over calibration samples and positions of
+             ( min(rhat_l, 1) - count_l(T) / T_in )          (rates per input step)
+    I_l   <- I_l + theta_l[c] * e_l[c]                         (during the input steps)
+
+rhat_l = the ANN activation / lambda_l, the SNN's own ANN view (runtime `run_rates`),
+capped at 1 because a neuron fires at most once per step; count_l(T) is the population's
+spike count after simulating the network for T steps on the calibration inputs, T_in the
+steps that carry input (T, or T1 under finite input time). Like shift-bias (whose mean
+effect this subsumes), it is tuned to the compile-time T and helps most at short T.
+
+The correction is a `current` op inserted on the neuron's input with `compensation=True`:
+it is part of the SNN, not of the ANN function, so the rate view (diagnostics) leaves it
+out.
+Decision: per channel (per neuron for dense layers, per output channel for convolutions),
+the mean over samples and positions: the same granularity as a bias, so nothing is
+added that the ANN could not represent.
+Decision: layers are calibrated one after another on a network truncated after the layer
+(sequential, as in the paper); the cost is about L/2 simulations of the calibration set.
+Decision: at most `samples` calibration inputs are used (the first ones; default 256);
+the estimate is a mean over samples x positions, so a few hundred inputs suffice.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import ClassVar
+
+import numpy as np
+from snnc.ir import ops as O
+from snnc.ir.errors import SnncError
+from snnc.ir.graph import Graph
+from snnc.passes.base import Pass, PassContext
+
+BATCH = 100
+
+
+@dataclass(frozen=True)
+class CalibrateBias(Pass):
+    timesteps: int = 64
+    samples: int = 256
+    name: ClassVar[str] = "calibrate-bias"
+    requires: ClassVar[frozenset[str]] = frozenset({"spiking"})
+    establishes: ClassVar[frozenset[str]] = frozenset({"bias-calibrated"})
+
+    def run(self, graph: Graph, ctx: PassContext) -> Graph:
+        from snnc.backends.sim import network  # the simulator is the IR's meaning
+
+        if self.timesteps < 1:
+            raise SnncError(f"calibrate-bias needs timesteps >= 1, got {self.timesteps}")
+        if self.samples < 1:
+            raise SnncError(f"calibrate-bias needs samples >= 1, got {self.samples}")
+        g = graph.copy()
+        neurons = [op for op in g.ops if isinstance(op, O.IFNeuron)]
+        if ctx.structure_only or not neurons:
+            return g
+        x = None if ctx.calibration is None else ctx.calibration.x
+        if x is None:
+            raise SnncError("bias calibration needs calibration data",
+                            hint="pass --calib CALIB.npz (a few hundred training inputs)")
+        x = np.asarray(x[: self.samples], np.float32)
+        t_in = int(g.meta.get("input_steps", 0)) or self.timesteps
+        steps = g.meta.get("input_steps", 0)  # the correction lasts as long as the input
+        targets = network(g).run_rates(x, [op.out for op in neurons])
+        notes: dict[str, float] = {}
+        taken = set(g.values) | set(g.params) | {o.name for o in g.ops}
+        for neuron in neurons:
+            # simulate the network up to (and including) this population
+            upto = next(i for i, op in enumerate(g.ops) if op.name == neuron.name)
+            sub = Graph(list(g.inputs), [neuron.out], g.ops[:upto + 1], g.values, g.params,
+                        g.facts, g.meta)
+            net = network(sub)
+            counts = []
+            for off in range(0, len(x), BATCH):
+                seen: list[np.ndarray] = []
+
+                def record(name: str, t0: int, chunk: np.ndarray, seen=seen,
+                           want=neuron.name) -> None:
+                    if name == want:
+                        seen.append(chunk.sum(axis=0, dtype=np.float64))
+
+                net.simulate(x[off:off + BATCH], self.timesteps, sample_offset=off,
+                             record=record)
+                counts.append(np.sum(seen, axis=0))
+            rate = np.concatenate(counts) / t_in
+            want = np.minimum(targets[neuron.out].astype(np.float64), 1.0)
+            err = _channel_mean(want) - _channel_mean(rate)
+            th = np.asarray(g.params[neuron.threshold], np.float64)
+            shape = g.shape(neuron.x)
+            per_chan = th.reshape(-1) if th.size == shape[0] else np.full(shape[0], th.item())
+            bias = (err * per_chan).astype(np.float32).reshape((-1,) + (1,) * (len(shape) - 1))
+            out = g.fresh_name(f"{neuron.x}.calib", taken)
+            taken.add(out)
+            cur = O.Current(name=out, out=out, origin=neuron.origin, x=neuron.x,
+                            bias=g.add_param(f"{neuron.name}.calib", bias), steps=steps,
+                            compensation=True)
+            taken.add(cur.bias)
+            g = g.rebuild([op for o in g.ops for op in
+                           ((cur, g.replace(o, x=out)) if o.name == neuron.name else (o,))])
+            notes[neuron.origin or neuron.name] = float(np.abs(err).mean())
+        ctx.notes["bias_calibration"] = {"timesteps": self.timesteps, "samples": len(x),
+                                         "mean_abs_rate_error": notes}
+        g.meta["bias_calibration_timesteps"] = self.timesteps
+        return g
+
+
+def _channel_mean(a: np.ndarray) -> np.ndarray:
+    """(N, C, ...) -> (C,): the mean over samples and positions."""
+    return a.reshape(a.shape[0], a.shape[1], -1).mean(axis=(0, 2))
