@@ -3,13 +3,16 @@
 For every trained model (tools/train_mnist.py, cached in build/models; mnist5k test split,
 1000 images) it evaluates one fixed list of snnc settings -- the same list for every model,
 nothing tuned per model -- at T = 8..256 with `snnc.driver.sweep` (the engine of
-`snnc sweep`; shift-bias settings are compiled for each T), plus finite-input-time settings
-read at T1 + T2, and SpikingJelly 2.0's ann2snn recipes on the *same* trained weights
-(tools/bench/spikingjelly_ref.py; skipped with a note when spikingjelly is not installed).
-Then it checks the issue's targets and writes a markdown report.
+`snnc sweep`; shift-bias and bias-calibration settings are compiled for each T), plus
+finite-input-time settings read at T1 + T2. Results go to build/bench/fidelity_MODEL.json.
+`--report` assembles them with SpikingJelly 2.0's ann2snn recipes measured on the *same*
+trained weights and test images (tools/bench/spikingjelly_ref.py writes
+build/bench/spikingjelly.json; it takes hours, so it is run separately), checks the issue's
+targets and writes a markdown report.
 
-    python tools/bench/fidelity.py [--models mlp,cnn_clip,cnn_bn_max,resnet]
-                                   [--md tools/bench/results_fidelity.md] [--no-sj]
+    python tools/bench/fidelity.py --models resnet          # measure (one process per model
+    python tools/bench/fidelity.py --models mlp,cnn_clip    #  can run in parallel)
+    python tools/bench/fidelity.py --report --md tools/bench/results_fidelity.md
 """
 from __future__ import annotations
 
@@ -26,6 +29,15 @@ from snnc.frontend import import_model, load_model
 from snnc.report import layer_table
 
 STEPS = [8, 16, 32, 64, 128, 256]
+BENCH_DIR = ROOT / "build" / "bench"
+
+
+
+
+def spikingjelly_json() -> Path:
+    return BENCH_DIR / "spikingjelly.json"
+
+
 MODELS = ["mlp", "cnn_clip", "cnn_bn_max", "resnet"]
 
 #: one list for every model. A Clip(0, hi) layer uses lambda = hi under every norm, so on
@@ -37,6 +49,10 @@ SETTINGS = [
     Options(norm="percentile:99.9", v_init=0.5),
     Options(norm="channel:99.99"),
     Options(norm="channel:99.99", v_init=0.5),
+    Options(norm="channel:99.9", calibrate_bias=True),
+]
+#: finite input time, read at T1 + T2 only
+FIT_SETTINGS = [
     Options(norm="percentile:99.9", fit="5:4"),
     Options(norm="percentile:99.9", fit="5:4", shift_bias=True),
 ]
@@ -94,79 +110,84 @@ def _targets(name: str, ann: float, rows: list[dict], sj_best: dict[int, float])
     return out
 
 
+def _measure(name: str, path: Path, steps: list[int]) -> dict:
+    calib, test = MODELS_DIR / "mnist_calib.npz", MODELS_DIR / "mnist_test.npz"
+    t0 = time.perf_counter()
+    rows = sweep(path, calib, test, steps, SETTINGS)
+    fit = (sweep(path, calib, test, sorted({sum(o.fit_steps()) for o in FIT_SETTINGS}),
+                 FIT_SETTINGS) if FIT_SETTINGS else None)
+    macs = sum(r["macs"] for r in layer_table(import_model(load_model(path)).graph))
+    return {"ann_accuracy": rows["ann_accuracy"], "macs": macs, "steps": steps,
+            "seconds": time.perf_counter() - t0,
+            "snnc": rows["settings"] + (fit["settings"] if fit else [])}
+
+
+def _section(name: str, res: dict, sj_model: dict) -> list[str]:
+    steps, ann, rows = res["steps"], res["ann_accuracy"], res["snnc"]
+    sj_recipes = {k: v for k, v in sj_model.items() if isinstance(v, dict)}
+    sj_best = {t: max(v[str(t)] for v in sj_recipes.values() if str(t) in v)
+               for t in steps if any(str(t) in v for v in sj_recipes.values())}
+    head = ("| setting | " + " | ".join(f"T={t}" for t in steps)
+            + " | T1+T2=9 | spikes/sample @T=32 | SynOps/sample @T=32 |")
+    lines = [f"## {name} (ANN {100 * ann:.1f} %, {res['macs']:,} MACs/sample; snnc "
+             f"{res['seconds']:.0f} s)", "", head, "|" + "---|" * (head.count("|") - 1)]
+    for r in rows:
+        cells = ["" if _acc(r, t) is None else f"{100 * _acc(r, t):.1f}" for t in steps]
+        a9 = _acc(r, 9)
+        at = next((x for x in r["snn"] if x["timesteps"] == 32),
+                  next((x for x in r["snn"] if x["timesteps"] == 9), None))
+        lines.append(f"| snnc {r['setting']} | " + " | ".join(cells)
+                     + f" | {'' if a9 is None else f'{100 * a9:.1f}'} | "
+                     + ("|" if at is None else
+                        f"{at['spikes_per_sample']:.0f} | {at['synops_per_sample']:.0f}")
+                     + " |")
+    for recipe, accs in sj_recipes.items():
+        cells = [f"{100 * accs[str(t)]:.1f}" if str(t) in accs else "" for t in steps]
+        lines.append(f"| SpikingJelly {recipe} | " + " | ".join(cells) + " | | | |")
+    if sj_model and not sj_recipes:
+        lines.append(f"| SpikingJelly | {sj_model} |")
+    return lines + ["", *_targets(name, ann, rows, sj_best), ""]
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--models", default=",".join(MODELS))
     ap.add_argument("--timesteps", default=",".join(map(str, STEPS)))
+    ap.add_argument("--report", action="store_true",
+                    help="do not measure: assemble the report from the JSON of earlier runs")
     ap.add_argument("--md", help="write the report to this markdown file")
-    ap.add_argument("--json", default=None,
-                    help="raw results (default build/bench/fidelity_MODELS.json)")
-    ap.add_argument("--no-sj", action="store_true", help="skip SpikingJelly")
+    ap.add_argument("--sj-json", type=Path, default=spikingjelly_json(),
+                    help="SpikingJelly results written by tools/bench/spikingjelly_ref.py "
+                    "on the same trained models (default build/bench/spikingjelly.json)")
     args = ap.parse_args()
     names = args.models.split(",")
     steps = [int(t) for t in args.timesteps.split(",")]
     paths = ensure_models(names)
-    calib, test = MODELS_DIR / "mnist_calib.npz", MODELS_DIR / "mnist_test.npz"
-
-    sj: dict = {}
-    sj_note = ""
-    if not args.no_sj:
-        try:
-            import spikingjelly_ref
-
-            sj = spikingjelly_ref.run(names, steps)
-        except ImportError as e:
-            sj_note = f"SpikingJelly not measured ({e}); pip install --no-deps spikingjelly"
-
+    sj = json.loads(args.sj_json.read_text()) if args.sj_json.is_file() else {}
     report = ["# Conversion fidelity (issue 3)", "",
-              "`python tools/bench/fidelity.py --md tools/bench/results_fidelity.md` "
-              "(mnist5k test split, 1000 images; accuracy in %; T1+T2 = 9 for the FIT "
-              "rows' own column).", ""]
-    if sj_note:
-        report += [sj_note, ""]
-    results = {}
-    for name, path in paths.items():
-        t0 = time.perf_counter()
-        res = sweep(path, calib, test, steps, SETTINGS)
-        secs = time.perf_counter() - t0
-        ann = res["ann_accuracy"]
-        macs = sum(r["macs"] for r in layer_table(import_model(load_model(path)).graph))
-        rows = res["settings"]
-        sj_model = (sj.get("models", sj) or {}).get(name, {}) if sj else {}
-        sj_recipes = {k: v for k, v in sj_model.items() if isinstance(v, dict)}
-        sj_best = {t: max(v[str(t)] if str(t) in v else v.get(t, 0.0)
-                          for v in sj_recipes.values()) for t in steps} if sj_recipes else {}
-        results[name] = {"ann_accuracy": ann, "macs": macs, "snnc": rows,
-                         "spikingjelly": sj_model}
-        head = ("| setting | " + " | ".join(f"T={t}" for t in steps)
-                + " | T1+T2=9 | spikes/sample @T=32 | SynOps/sample @T=32 |")
-        lines = [f"## {name} (ANN {100 * ann:.1f} %, {macs:,} MACs/sample; snnc sweep "
-                 f"{secs:.0f} s)", "", head, "|" + "---|" * (head.count("|") - 1)]
-        for r in rows:
-            cells = []
-            for t in steps:
-                a = _acc(r, t)
-                cells.append("" if a is None else f"{100 * a:.1f}")
-            a9 = _acc(r, 9)
-            at32 = next((x for x in r["snn"] if x["timesteps"] == 32), None)
-            lines.append(f"| snnc {r['setting']} | " + " | ".join(cells)
-                         + f" | {'' if a9 is None else f'{100 * a9:.1f}'} | "
-                         + ("" if at32 is None else
-                            f"{at32['spikes_per_sample']:.0f} | {at32['synops_per_sample']:.0f}")
-                         + " |")
-        for recipe, accs in sj_recipes.items():
-            cells = [f"{100 * (accs.get(str(t), accs.get(t, float('nan')))):.1f}"
-                     for t in steps]
-            lines.append(f"| SpikingJelly {recipe} | " + " | ".join(cells) + " | | | |")
-        report += lines + ["", *_targets(name, ann, rows, sj_best), ""]
-        print("\n".join(report[-(len(lines) + 8):]), flush=True)
-    js = Path(args.json or ROOT / "build" / "bench" / f"fidelity_{'_'.join(names)}.json")
-    js.parent.mkdir(parents=True, exist_ok=True)
-    js.write_text(json.dumps(results, indent=1))
-    text = "\n".join(report) + "\n"
+              "Measured with `python tools/bench/fidelity.py --models M` per model, then "
+              "`python tools/bench/fidelity.py --report --md tools/bench/results_fidelity.md`"
+              " (mnist5k test split, 1000 images; accuracy in %). Settings: one fixed list "
+              "for every model; finite-input-time settings are read at T1+T2 = 9. "
+              "SpikingJelly rows: `python tools/bench/spikingjelly_ref.py` on the same "
+              "trained weights and test images." + ("" if sj else
+                                                    " SpikingJelly not measured."), ""]
+    for name in names:
+        js = BENCH_DIR / f"fidelity_{name}.json"
+        if args.report:
+            if not js.is_file():
+                report += [f"## {name}", "", f"not measured (no {js.name})", ""]
+                continue
+            res = json.loads(js.read_text())
+        else:
+            res = _measure(name, paths[name], steps)
+            js.parent.mkdir(parents=True, exist_ok=True)
+            js.write_text(json.dumps(res, indent=1))
+        section = _section(name, res, sj.get(name) or {})
+        print("\n".join(section), flush=True)
+        report += section
     if args.md:
-        Path(args.md).write_text(text)
-    print(text)
+        Path(args.md).write_text("\n".join(report) + "\n")
     return 0
 
 
