@@ -122,9 +122,12 @@ def _measure(name: str, path: Path, steps: list[int]) -> dict:
             "snnc": rows["settings"] + (fit["settings"] if fit else [])}
 
 
-def _section(name: str, res: dict, sj_model: dict) -> list[str]:
+def _section(name: str, res: dict, sj: dict) -> list[str]:
     steps, ann, rows = res["steps"], res["ann_accuracy"], res["snnc"]
+    sj_model = sj.get(name) or {}
     sj_recipes = {k: v for k, v in sj_model.items() if isinstance(v, dict)}
+    sj_errors = {k: (sj.get("errors") or {}).get(name, {}).get(k, "no result")
+                 for k, v in sj_model.items() if v is None}
     sj_best = {t: max(v[str(t)] for v in sj_recipes.values() if str(t) in v)
                for t in steps if any(str(t) in v for v in sj_recipes.values())}
     head = ("| setting | " + " | ".join(f"T={t}" for t in steps)
@@ -144,8 +147,17 @@ def _section(name: str, res: dict, sj_model: dict) -> list[str]:
     for recipe, accs in sj_recipes.items():
         cells = [f"{100 * accs[str(t)]:.1f}" if str(t) in accs else "" for t in steps]
         lines.append(f"| SpikingJelly {recipe} | " + " | ".join(cells) + " | | | |")
-    if sj_model and not sj_recipes:
-        lines.append(f"| SpikingJelly | {sj_model} |")
+    for recipe, err in sj_errors.items():
+        lines.append(f"| SpikingJelly {recipe} | cannot convert: {err} |")
+    # SJ variants measured on a *different* ANN (e.g. Clip replaced by ReLU), for reference
+    for variant in sorted(k for k in sj if k.startswith(f"{name}[")):
+        v_ann = (sj.get("ann_accuracy") or {}).get(variant)
+        for recipe, accs in (sj[variant] or {}).items():
+            if isinstance(accs, dict):
+                cells = [f"{100 * accs[str(t)]:.1f}" if str(t) in accs else "" for t in steps]
+                lines.append(f"| SpikingJelly {recipe} on {variant} (a different ANN"
+                             + (f", ANN {100 * v_ann:.1f} %" if v_ann else "") + ") | "
+                             + " | ".join(cells) + " | | | |")
     return lines + ["", *_targets(name, ann, rows, sj_best), ""]
 
 
@@ -183,7 +195,7 @@ def main() -> int:
             res = _measure(name, paths[name], steps)
             js.parent.mkdir(parents=True, exist_ok=True)
             js.write_text(json.dumps(res, indent=1))
-        section = _section(name, res, sj.get(name) or {})
+        section = _section(name, res, sj)
         print("\n".join(section), flush=True)
         report += section
     if args.md:
