@@ -96,7 +96,7 @@ class CalibrateBias(Pass):
             err = _channel_mean(want) - _channel_mean(rate)
             th = np.asarray(g.params[neuron.threshold], np.float64)
             shape = g.shape(neuron.x)
-            per_chan = th.reshape(-1) if th.size == shape[0] else np.full(shape[0], th.item())
+            per_chan = np.broadcast_to(th, shape).reshape(shape[0], -1).mean(axis=1)
             bias = (err * per_chan).astype(np.float32).reshape((-1,) + (1,) * (len(shape) - 1))
             out = g.fresh_name(f"{neuron.x}.calib", taken)
             taken.add(out)
@@ -108,7 +108,7 @@ class CalibrateBias(Pass):
                            ((cur, g.replace(o, x=out)) if o.name == neuron.name else (o,))])
             notes[neuron.origin or neuron.name] = float(np.abs(err).mean())
         ctx.notes["bias_calibration"] = {"timesteps": self.timesteps, "samples": len(x),
-                                         "mean_abs_rate_error": notes}
+                                         "mean_abs_rate_error_before": notes}
         g.meta["bias_calibration_timesteps"] = self.timesteps
         return g
 
