@@ -178,6 +178,7 @@ class Planner:
             p: dict[str, Any] = {"kind": op.kind, "idx": idx, "name": comment(op.name),
                                  "origin": comment(op.origin), "fixed": self.fixed,
                                  "store": f"{self.name}_sat32" if self.fixed else "",
+                                 "sat_add": f"{self.name}_sat_add" if self.fixed else "",
                                  "acc": self.t["cur"], "wide": self.t["wide"],
                                  "N": size, "shape": list(shape), "alias": False}
             ch = shape[0] if shape else 1
@@ -335,14 +336,17 @@ class Planner:
             "int16_t" if w.dtype == np.int16 else "int32_t")
         if event:
             # column-major for scatter: [c][i][j][oo] = W[g*og + oo][c % cg][i][j]
-            # Decision: the output channels of one tap are the inner loop (a contiguous
-            # weight column, a strided output): the fewest instructions per synaptic add
-            # on a scalar core such as a Cortex-M4.
+            # Decision: the output channels of one tap are the inner loop, over a
+            # contiguous weight column into a contiguous channel-last accumulator (one or
+            # two cache lines a tap; vector adds on x86, the fewest instructions on a
+            # scalar Cortex-M4), transposed to channel-first once a step.
             cols = np.empty((c, kh, kw, og), w.dtype)
             for ci in range(c):
                 gi = ci // cg
                 cols[ci] = w[gi * og:(gi + 1) * og, ci % cg].transpose(1, 2, 0)
             wsym = self.array(op, idx, "weights (column-major)", wt, cols, "w")
+            p["scr"] = self.member(op, idx, "scatter sums (channel-last)", self.t["cur"],
+                                   o * shape[1] * shape[2], "a")
         else:
             wsym = self.array(op, idx, "weights", wt, w, "w")
         bsym = None
@@ -429,6 +433,11 @@ class Planner:
     def _op_spikemaxpool(self, op: O.SpikeMaxPool, idx, p, ins, shape):
         self._pool(op, p, shape)
         p["DH"], p["DW"] = op.dilations
+        # does any window reach outside the input (padding, ceil mode)? else no bounds checks
+        p["clipped"] = bool(
+            p["PT"] > 0 or p["PL"] > 0
+            or (p["OH"] - 1) * p["SH"] - p["PT"] + (p["KH"] - 1) * p["DH"] >= p["H"]
+            or (p["OW"] - 1) * p["SW"] - p["PL"] + (p["KW"] - 1) * p["DW"] >= p["W"])
         p["counts"] = self.member(op, idx, "input spike counts", "uint32_t",
                                   ins[0]["size"], "c")
 
@@ -443,11 +452,20 @@ class Planner:
         if op.max_spikes:  # spike budget: a neuron fires at most max_spikes times
             ctype = "uint16_t" if op.max_spikes < 2 ** 16 else "uint32_t"
             p["count"] = self.member(op, idx, "spike budgets used", ctype, p["N"], "n")
+            p["count_t"] = ctype
         p["v0"] = None
         if op.v_init:
             v0 = (fixed_v_init(th, op.v_init).astype(np.int64) if self.fixed else
                   (th.astype(np.float32) * np.float32(op.v_init)))
             p["v0"] = self.bcast(op, idx, v0, shape, "v", "initial membranes", ct)
+        # Decision: per-channel loops of 16k neurons plus a remainder, so that compilers'
+        # cheapest vectorization (GCC -O2: no epilogue loops) applies to 16 uint8 spikes
+        # at a time; one flat loop when every neuron shares the threshold.
+        if "channel" not in (p["th"]["mode"], (p["v0"] or {}).get("mode")):
+            p["CH"], p["INNER"] = 1, p["N"]
+        inner = p["INNER"]
+        head = inner - inner % 16
+        p["spans"] = [(lo, hi) for lo, hi in ((0, head), (head, inner)) if hi > lo]
 
     def _op_accumulate(self, op: O.Accumulate, idx, p, ins, shape):
         pass
