@@ -378,6 +378,47 @@ int main(void) {{
     assert [int(v) for v in lines[3].split()] == sizes
 
 
+# ------------------------------------------------------------------ memory plan ------------
+@pytest.mark.parametrize("model", sorted(MODELS) + ["mnist"])
+def test_step_buffers_never_overlap_while_live(compiled, model):
+    """Every pair of step buffers whose live ranges overlap (in op order) occupies
+    disjoint memory of its arena; the arena is as small as the peak it must hold, and
+    what must persist (state, readout, per-input constants, padded values) is not in it."""
+    from snnc.backends.c.plan import STEP_OWNER, plan_graph
+
+    net = compiled(model, "fixed")
+    plan = plan_graph(net.graph, net.name)
+    bufs = plan.step_buffers
+    assert bufs
+    for i, a in enumerate(bufs):
+        assert a.offset >= 0 and a.arena
+        for b in bufs[i + 1:]:
+            if a.arena == b.arena and a.first <= b.last and b.first <= a.last:
+                assert (a.offset + a.size <= b.offset or b.offset + b.size <= a.offset), (
+                    a, b)
+    arenas = {m.ident: m.size for m in plan.members if m.owner == STEP_OWNER}
+    for arena, size in arenas.items():
+        mine = [b for b in bufs if b.arena == arena]
+        assert size == max(b.offset + b.size for b in mine)
+        peak = max(sum(b.size for b in mine if b.first <= t <= b.last)
+                   for t in range(len(plan.ops)))
+        assert peak <= size <= sum(b.size for b in mine)
+    kinds = {p["idx"]: p["kind"] for p in plan.ops}
+    assert all(kinds[b.first] not in ("accumulate", "pad") for b in bufs)
+    assert not any(p["const"] and isinstance(p["y"]["ptr"], type(bufs[0])) for p in plan.ops)
+
+
+def test_step_buffers_are_reused_across_layers(compiled):
+    """On the MNIST CNN, the spike buffers of the second block reuse the first block's."""
+    from snnc.backends.c.plan import plan_graph
+
+    net = compiled("mnist", "fixed")
+    plan = plan_graph(net.graph, net.name)
+    spikes = [b for b in plan.step_buffers if b.ctype == "uint8_t"]
+    arena = next(m.size for m in plan.members if m.ident == spikes[0].arena)
+    assert arena < sum(b.size for b in spikes)
+
+
 # ------------------------------------------------------------------ names ------------------
 def test_sanitize_and_escape_helpers():
     assert sanitize("int") == "int_" and sanitize("3x") == "n3x" and sanitize("") == "x"

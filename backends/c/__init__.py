@@ -29,7 +29,7 @@ from typing import Any
 import jinja2
 import numpy as np
 from snnc.backends.c.names import c_float, c_int, comment, sanitize
-from snnc.backends.c.plan import Plan, plan_graph, spike_layer_names
+from snnc.backends.c.plan import STEP_OWNER, Plan, plan_graph, spike_layer_names
 from snnc.ir.errors import SnncError
 from snnc.ir.graph import Graph
 
@@ -117,7 +117,8 @@ def render(plan: Plan, graph: Graph, source: str = "an ONNX model") -> dict[str,
         (const_blocks if p["const"] else step_blocks).append(run)
     ctx_members = ordered_members(plan)
     members = [{"ctype": m.ctype, "ident": m.ident, "size": m.size,
-                "comment": comment(f"{m.what} of {m.owner}")} for m in ctx_members]
+                "comment": comment(m.what if m.owner.startswith("\0")
+                                   else f"{m.what} of {m.owner}")} for m in ctx_members]
     arrays = [{"ctype": a.ctype, "symbol": a.symbol, "size": int(a.values.size),
                "comment": comment(f"{a.what} of {a.owner}"),
                "body": _array_body(a.values, a.ctype != "float")} for a in plan.arrays]
@@ -173,12 +174,19 @@ def footprint(plan: Plan, files: dict[str, bytes]) -> dict[str, Any]:
     layers = [dict(r) for r in plan.layers]
     weights = sum(a.nbytes for a in plan.arrays)
     ram = ctx_bytes(plan)
+    state = sum(m.nbytes for m in plan.members if m.what in STATE)
+    arenas = {m.ctype: m.nbytes for m in plan.members if m.owner == STEP_OWNER}
+    spikes = arenas.pop("uint8_t", 0)
     total: dict[str, Any] = {"flash_weights_bytes": weights, "ram_ctx_bytes": ram,
-                             "ram_state_bytes": sum(m.nbytes for m in plan.members
-                                                    if m.what in STATE),
-                             "ram_buffer_bytes": ram - sum(
-                                 m.nbytes for m in plan.members
-                                 if m.what in STATE),
+                             # neuron state: membranes, max-pool counts, spike budgets
+                             "ram_state_bytes": state,
+                             # peak of the spike buffers live within a step
+                             "ram_spike_buffer_bytes": spikes,
+                             # peak of the current / scatter-sum buffers within a step
+                             "ram_current_buffer_bytes": sum(arenas.values()),
+                             # the rest: input copy, currents computed once per input,
+                             # the readout's running sum, padded values, step counters
+                             "ram_other_bytes": ram - state - spikes - sum(arenas.values()),
                              "arithmetic": "fixed" if plan.fixed else "float"}
     arm = arm_sizes(plan.name, files)
     if arm is not None:
@@ -220,16 +228,23 @@ def format_footprint(fp: dict[str, Any]) -> str:
     from snnc.report import format_table
 
     # ONNX names can hold anything: one printable line each (the comment() escaping)
-    rows = [[comment(r["layer"]), r["kind"], r["flash_bytes"], r["ram_bytes"]]
-            for r in fp["layers"] if r["flash_bytes"] or r["ram_bytes"]]
+    rows = [[comment(r["layer"]), r["kind"], r["flash_bytes"], r["ram_bytes"],
+             r["step_buffer_bytes"]]
+            for r in fp["layers"] if r["flash_bytes"] or r["ram_bytes"] or
+            r["step_buffer_bytes"]]
     t = fp["total"]
-    rows.append(["total", t["arithmetic"], t["flash_weights_bytes"], t["ram_ctx_bytes"]])
+    rows.append(["total", t["arithmetic"], t["flash_weights_bytes"], t["ram_ctx_bytes"], ""])
     lines = [f"C footprint of {fp['name']} (bytes; flash = const weights, RAM = context "
-             "struct):", "", format_table(["layer", "kind", "flash", "RAM"], rows)]
+             "struct; step buffers live within a step and share the 'step buffers' RAM):",
+             "", format_table(["layer", "kind", "flash", "RAM", "step buffers"], rows), "",
+             f"RAM = neuron state {t['ram_state_bytes']} + spike buffers "
+             f"{t['ram_spike_buffer_bytes']} + current buffers "
+             f"{t['ram_current_buffer_bytes']} + input, per-input constants and readout "
+             f"{t['ram_other_bytes']} = {t['ram_ctx_bytes']} B; no heap"]
     if t["cortex_m4"]:
         a = t["cortex_m4"]
         lines += ["", f"Cortex-M4 ({a['flags']}): code {a['code_bytes']} B, weights "
-                  f"{a['weights_bytes']} B flash; state {t['ram_ctx_bytes']} B RAM "
+                  f"{a['weights_bytes']} B flash; context {t['ram_ctx_bytes']} B RAM "
                   "(in the caller's context)"]
     else:
         lines += ["", "Cortex-M4: arm-none-eabi-gcc not found, code size not measured"]

@@ -19,8 +19,14 @@ Decision: a spike buffer is a byte per neuron, scanned by the consumer, instead 
 index list: the scan costs what the neuron update already costs per step (one pass over
 the population), and spikes then flow through pad / concat / flatten / max-pool without
 any list bookkeeping.
-Decision: every materialized value has its own buffer (no liveness-based reuse), so the
-RAM figure is neuron state + one buffer per layer output; simple and easy to inspect.
+Decision: values that live within one step (spikes, currents, scatter sums) share
+memory. Each gets a live range [producing op, last consuming op] in graph order (aliases
+extend their source's range) and a first-fit offset, largest buffer first, in an arena of
+its own C type (one arena per type: no pointer ever reads memory as a type other than
+the one it was declared with). What persists across steps has its own member: neuron state
+(membranes, max-pool spike counts, spike budgets), the readout's running sum, the input
+copy and currents computed once per input, and padded values (their border is written
+once, at the reset). The RAM is then neuron state + the peak of the step buffers.
 """
 from __future__ import annotations
 
@@ -55,6 +61,37 @@ class Member:
         return SIZES[self.ctype] * self.size
 
 
+@dataclass(eq=False)
+class StepBuffer:
+    """A buffer that lives within one step, placed in its type's arena by `_place`; it
+    renders as the pointer expression the templates index."""
+
+    ctype: str
+    size: int
+    owner: str
+    what: str
+    first: int
+    last: int
+    offset: int = -1
+    arena: str = ""
+
+    def __str__(self) -> str:
+        assert self.offset >= 0, "internal: a step buffer was rendered before placement"
+        return f"(ctx->{self.arena} + {self.offset})"
+
+    @property
+    def nbytes(self) -> int:
+        return SIZES[self.ctype] * self.size
+
+
+#: owners of the members that belong to no op (op names are arbitrary ONNX strings)
+INPUT_OWNER, STEP_OWNER = "\0input", "\0step buffers"
+
+ARENAS = {"uint8_t": "step_spikes", "float": "step_f32", "int32_t": "step_i32",
+          "int64_t": "step_i64", "int16_t": "step_i16", "uint32_t": "step_u32",
+          "uint16_t": "step_u16"}
+
+
 @dataclass
 class Array:
     """A const array in <name>_weights.c (flash)."""
@@ -82,6 +119,7 @@ class Plan:
     output_scale: float
     timesteps: int
     members: list[Member] = field(default_factory=list)
+    step_buffers: list[StepBuffer] = field(default_factory=list)
     arrays: list[Array] = field(default_factory=list)
     #: per op, in graph order: the template's variables
     ops: list[dict[str, Any]] = field(default_factory=list)
@@ -125,9 +163,9 @@ class Planner:
                          output_shape=tuple(graph.shape(outs[0])),
                          output_scale=float(fx.get("output_scales", [1.0])[0]),
                          timesteps=int(graph.meta.get("timesteps", 64)), types=self.t)
-        self.plan.members.append(Member("x", self.t["input"], self.plan.input_size, "input",
+        self.plan.members.append(Member("x", self.t["input"], self.plan.input_size, INPUT_OWNER,
                                         "input copy"))
-        self.members.used.update({"x", "t", "sample", "spikes"})
+        self.members.used.update({"x", "t", "sample", "spikes", *ARENAS.values()})
         self.values[inp] = {"ptr": "ctx->x", "ctype": self.t["input"], "binary": False,
                             "const": True, "gate": 0, "size": self.plan.input_size}
 
@@ -136,6 +174,14 @@ class Planner:
         ident = self.members(f"{tag}{idx}_{op.name}")
         self.plan.members.append(Member(ident, ctype, size, op.name, what))
         return f"ctx->{ident}"
+
+    def step_buffer(self, op: O.Op, idx: int, what: str, ctype: str, size: int
+                    ) -> StepBuffer:
+        """A buffer written by op `idx` and read within the same step (its range grows
+        as consumers read it; see `run`)."""
+        b = StepBuffer(ctype, size, op.name, what, idx, idx)
+        self.plan.step_buffers.append(b)
+        return b
 
     def array(self, op: O.Op, idx: int, what: str, ctype: str, values: np.ndarray,
               tag: str) -> str:
@@ -173,6 +219,9 @@ class Planner:
         n_if = 0
         for idx, op in enumerate(g.ops):
             ins = [self.values[v] for v in op.inputs()]
+            for i in ins:  # a read extends the live range of a step buffer
+                if isinstance(i["ptr"], StepBuffer):
+                    i["ptr"].last = max(i["ptr"].last, idx)
             shape = tuple(g.shape(op.out))
             size = math.prod(shape)
             p: dict[str, Any] = {"kind": op.kind, "idx": idx, "name": comment(op.name),
@@ -216,7 +265,10 @@ class Planner:
                 self.plan.spike_layers.append(op.origin or op.name)
             handler(op, idx, p, ins, shape)
             if not y["ptr"]:
-                y["ptr"] = self.member(op, idx, "output", out_type, size, "v")
+                if y["const"] or op.kind in ("accumulate", "pad"):
+                    y["ptr"] = self.member(op, idx, "output", out_type, size, "v")
+                else:
+                    y["ptr"] = self.step_buffer(op, idx, "output", out_type, size)
             p["const"] = const
             self.values[op.out] = y
             self.plan.ops.append(p)
@@ -225,21 +277,56 @@ class Planner:
             raise SnncError("internal: the C backend expects the graph to end in its "
                             "accumulate readout")
         self.plan.output_ptr = out["ptr"]
+        self._place()
         self._layers()
         return self.plan
+
+    def _place(self) -> None:
+        """Offsets of the step buffers: per C type, largest first (ties: plan order), each
+        at the lowest offset free of every placed buffer whose live range overlaps; the
+        arena is a context member as large as the highest end."""
+        by_type: dict[str, list[StepBuffer]] = {}
+        for b in self.plan.step_buffers:
+            by_type.setdefault(b.ctype, []).append(b)
+        for ctype in sorted(by_type, key=lambda t: (-SIZES[t], t)):
+            bufs = by_type[ctype]
+            arena = ARENAS[ctype]
+            order = sorted(range(len(bufs)), key=lambda k: (-bufs[k].size, k))
+            placed: list[StepBuffer] = []
+            for k in order:
+                b = bufs[k]
+                busy = sorted((q.offset, q.offset + q.size) for q in placed
+                              if q.first <= b.last and b.first <= q.last)
+                off = 0
+                for lo, hi in busy:
+                    if off + b.size <= lo:
+                        break
+                    off = max(off, hi)
+                b.offset, b.arena = off, arena
+                placed.append(b)
+            end = max(b.offset + b.size for b in bufs)
+            self.plan.members.append(Member(arena, ctype, end, STEP_OWNER,
+                                            "buffers shared within a step"))
 
     def _layers(self) -> None:
         rows: dict[str, dict[str, Any]] = {}
         for op in self.g.ops:
             rows[op.name] = {"layer": op.name, "origin": op.origin, "kind": op.kind,
                              "flash_bytes": 0, "ram_bytes": 0}
-        rows["input"] = {"layer": "input", "origin": "", "kind": "input", "flash_bytes": 0,
-                         "ram_bytes": 0}
+        rows[INPUT_OWNER] = {"layer": "input", "origin": "", "kind": "input",
+                             "flash_bytes": 0, "ram_bytes": 0}
+        rows[STEP_OWNER] = {"layer": "step buffers", "origin": "", "kind": "shared",
+                            "flash_bytes": 0, "ram_bytes": 0}
+        for r in rows.values():
+            r["step_buffer_bytes"] = 0
+        for b in self.plan.step_buffers:
+            rows[b.owner]["step_buffer_bytes"] += b.nbytes
         for a in self.plan.arrays:
             rows[a.owner]["flash_bytes"] += a.nbytes
         for m in self.plan.members:
             rows[m.owner]["ram_bytes"] += m.nbytes
-        self.plan.layers = [rows["input"]] + [rows[op.name] for op in self.g.ops]
+        self.plan.layers = ([rows[INPUT_OWNER]] + [rows[op.name] for op in self.g.ops]
+                            + [rows[STEP_OWNER]])
 
     def _track(self, op: O.Op, binary: bool) -> None:
         """Value bounds (max |q|, fixed point) and sparsity (spikes, and sums or copies of
@@ -293,6 +380,17 @@ class Planner:
         bias = 0 if op.bias is None else int(np.abs(self.g.params[op.bias]).max())
         return bias + self.bound[op.x] * rows <= 2 ** 31 - 1
 
+    def _xv_type(self, op: O.Conv | O.Dense, wt: str) -> str:
+        """The type an input is read as in an event-driven kernel: its own for spikes;
+        for a multi-bit input, int16_t in
+        fixed point when the input fits (then int16 x int16 -> int32 products, which SSE2
+        and the Cortex-M4's SMLABB do in one instruction), else the current type."""
+        if op.x in self.spikes:
+            return self.t["spike"]
+        if self.fixed and wt == "int16_t" and self.bound[op.x] <= 2 ** 15 - 1:
+            return "int16_t"
+        return self.t["cur"]
+
     # ------------------------------------------------------------------ op kinds --------
     def _op_encode(self, op: O.Encode, idx, p, ins, shape):
         y = p["y"]
@@ -345,14 +443,15 @@ class Planner:
                 gi = ci // cg
                 cols[ci] = w[gi * og:(gi + 1) * og, ci % cg].transpose(1, 2, 0)
             wsym = self.array(op, idx, "weights (column-major)", wt, cols, "w")
-            p["scr"] = self.member(op, idx, "scatter sums (channel-last)", self.t["cur"],
-                                   o * shape[1] * shape[2], "a")
+            p["scr"] = self.step_buffer(op, idx, "scatter sums (channel-last)",
+                                        self.t["cur"], o * shape[1] * shape[2])
         else:
             wsym = self.array(op, idx, "weights", wt, w, "w")
         bsym = None
         if op.bias:
             self._no_gated_bias(op, p)
             bsym = self.array(op, idx, "bias", self.t["cur"], self.g.params[op.bias], "b")
+        p["xv_t"] = self._xv_type(op, wt)
         p.update(event=event, C=c, H=h, W=wd, O=o, OH=shape[1], OW=shape[2], KH=kh, KW=kw,
                  SH=op.strides[0], SW=op.strides[1], DH=op.dilations[0],
                  DW=op.dilations[1], PT=op.pads[0], PL=op.pads[1], G=grp, CG=cg, OG=og,
@@ -370,6 +469,7 @@ class Planner:
         if op.bias:
             self._no_gated_bias(op, p)
             bsym = self.array(op, idx, "bias", self.t["cur"], self.g.params[op.bias], "b")
+        p["xv_t"] = self._xv_type(op, wt)
         p.update(event=event, R=ins[0]["size"] // k, K=k, O=o, w=wsym, wt=wt, b=bsym)
 
     def _op_current(self, op: O.Current, idx, p, ins, shape):
