@@ -408,6 +408,29 @@ def test_step_buffers_never_overlap_while_live(compiled, model):
     assert not any(p["const"] and isinstance(p["y"]["ptr"], type(bufs[0])) for p in plan.ops)
 
 
+@need_gcc
+@pytest.mark.skipif(shutil.which("nm") is None, reason="nm (binutils) is not installed")
+@pytest.mark.parametrize("arith", ["fixed", "float"])
+@pytest.mark.parametrize("model", sorted(MODELS) + ["mnist"])
+def test_network_needs_nothing_but_string_h(compiled, model, arith, tmp_path):
+    """No heap and no libc beyond <string.h>: the only symbols the network's objects
+    leave undefined (at -O0 and -O2) are memset and memcpy, and memmove where the compiler
+    turns a copy loop into one."""
+    net = compiled(model, arith)
+    for opt in ("-O0", "-O2"):
+        undefined: set[str] = set()
+        defined: set[str] = set()
+        for src in net.sources():
+            obj = tmp_path / (Path(src).name + opt + ".o")
+            subprocess.run([GCC, *STRICT, opt, "-c", "-o", str(obj), src], check=True)
+            for flag, into in (("-u", undefined), ("--defined-only", defined)):
+                r = subprocess.run(["nm", flag, str(obj)], capture_output=True, text=True,
+                                   check=True)
+                into |= {ln.split()[-1] for ln in r.stdout.splitlines() if ln.strip()}
+        assert undefined - defined <= {"memset", "memcpy", "memmove"}, (
+            opt, undefined - defined)
+
+
 def test_step_buffers_are_reused_across_layers(compiled):
     """On the MNIST CNN, the spike buffers of the second block reuse the first block's."""
     from snnc.backends.c.plan import plan_graph

@@ -370,8 +370,12 @@ class Planner:
         is mostly zero: spikes (a spike adds a weight column) or sums of spikes such as an
         average pool of spikes (a nonzero input adds its value times the column). In fixed
         point the scatter accumulates in int32, so a multi-bit input qualifies only when
-        no partial sum can overflow."""
-        if p["y"]["const"] or op.x not in self.sparse:
+        no partial sum can overflow. A dense layer computed once per input (the analog
+        input current) is a scatter too, skipping zero inputs: its column adds vectorize
+        without reassociating a float sum, where a gather's dot product does not (a conv
+        scatter would need a channel-last scratch buffer: RAM for a once-per-input op)."""
+        once = p["y"]["const"] and isinstance(op, O.Dense)
+        if not once and (p["y"]["const"] or op.x not in self.sparse):
             return False
         if ins[0]["binary"] or not self.fixed:
             return True
