@@ -14,7 +14,11 @@ real value is q / s), recorded in graph.meta["fixed_point"]["scales"]:
     that |W_q| < 2^(weight_bits-1); s_out = s_in * 2^e, so the rescale is exact whatever
     s_in is; biases b_q = round(b * s_out);
   * current: b_q = round(b * s); affine: integer multiplier m = round(scale * 2^e),
-    s_out = s_in * 2^e, shift_q = round(shift * s_out);
+    s_out = s_in * 2^e, shift_q = round(shift * s_out), with the smallest e that makes
+    every multiplier exact (1, 2, 0.5 ...) or else AFFINE_BITS bits;
+  * scales multiply along the graph, so conv / dense / affine exponents are lowered (down
+    to MIN_BITS significant bits) to keep every scale <= MAX_SCALE = 2^26, which leaves
+    int32 room for thresholds and membranes;
   * avgpool: the runtime and the C code compute the window *sum*; the divisor k is folded
     into the scale (s_out = s_in * k), so pooling is exact; a divisor that varies over the
     output (padding excluded from the count) is refused;
@@ -50,6 +54,13 @@ from snnc.ir.graph import Graph
 from snnc.passes.base import Pass, PassContext
 
 INT32_MAX = 2**31 - 1
+#: largest scale a current gets (2^26: a threshold of 1 leaves 5 bits of int32 headroom for
+#: thresholds and membranes above 1); a layer whose input scale is already large (e.g. a
+#: rescaled join) gives up weight bits for it, down to MIN_BITS
+MAX_SCALE = 2.0 ** 26
+MIN_BITS = 9
+#: bits of an affine multiplier (residual and concat rescales, folded scales)
+AFFINE_BITS = 12
 HINT = "use --arith float"
 # ops that move data only: binary spikes stay binary through them
 _MOVERS = (O.Flatten, O.Reshape, O.Pad, O.Concat)
@@ -114,6 +125,27 @@ def _exp_for(max_abs: float, bits: int) -> int:
     return e
 
 
+def _exact_exp(m: np.ndarray, bits: int) -> int | None:
+    """The smallest e >= 0 with m * 2^e integral and within `bits` bits (1, 2, 0.5, 0.75
+    ...: a multiplier that needs no rounding adds no scale), or None."""
+    top = _exp_for(float(np.abs(m).max(initial=0.0)), bits)
+    for e in range(0, max(top, 0) + 1):
+        q = m * 2.0 ** e
+        if np.all(q == np.round(q)):
+            return e
+    return None
+
+
+def _capped_exp(max_abs: float, bits: int, s_in: float) -> int:
+    """_exp_for(max_abs, bits), lowered so that s_in * 2^e <= MAX_SCALE as long as at least
+    MIN_BITS bits are left (scales multiply along a chain: a conv after a rescaled join
+    would otherwise push its thresholds past int32)."""
+    e = _exp_for(max_abs, bits)
+    floor_e = _exp_for(max_abs, min(bits, MIN_BITS))
+    cap = math.floor(math.log2(MAX_SCALE / s_in))
+    return max(min(e, cap), min(e, floor_e))
+
+
 def _q(a: np.ndarray, scale: float, dtype: type = np.int32) -> np.ndarray:
     """round(a * scale) as integers (half away from zero: platform independent)."""
     v = np.asarray(a, np.float64) * scale
@@ -166,7 +198,7 @@ class Quantize(Pass):
                 s_in = scale[op.x]
                 w = g.params[op.weight].astype(np.float64)
                 b = None if op.bias is None else g.params[op.bias].astype(np.float64)
-                e = _exp_for(float(np.abs(w).max(initial=0.0)), self.weight_bits)
+                e = _capped_exp(float(np.abs(w).max(initial=0.0)), self.weight_bits, s_in)
                 event = op.x in spikes
                 while True:
                     s_out = s_in * 2.0 ** e
@@ -206,7 +238,9 @@ class Quantize(Pass):
                 s_out = s_in
                 if op.scale is not None:
                     m = g.params[op.scale].astype(np.float64)
-                    e = _exp_for(float(np.abs(m).max(initial=0.0)), 16)
+                    e = _exact_exp(m, AFFINE_BITS)
+                    if e is None:
+                        e = _capped_exp(float(np.abs(m).max(initial=0.0)), AFFINE_BITS, s_in)
                     s_out = s_in * 2.0 ** e
                     kw["scale"] = put(f"{op.scale}.q", self._q32(op, m, 2.0 ** e))
                 if op.shift is not None:
@@ -253,8 +287,8 @@ class Quantize(Pass):
                 th = g.params[op.threshold].astype(np.float64)
                 thq = self._q32(op, th, s)
                 if (thq < 1).any():
-                    raise op.error("a threshold rounds to 0 in fixed point",
-                                   hint="raise quantize{weight_bits=...} or " + HINT)
+                    raise op.error("a threshold rounds to 0 in fixed point (the layer's "
+                                   "weights are too small for 16-bit scaling)", hint=HINT)
                 stats.append({"op": op.where(), "kind": op.kind, "scale": s,
                               "threshold_q_min": int(thq.min()),
                               "threshold_rel_err": float(np.abs(thq / s - th).max() /
@@ -287,8 +321,9 @@ class Quantize(Pass):
         try:
             return _q(a, s)
         except OverflowError:
-            raise op.error("a constant overflows int32 in fixed point",
-                           hint="lower quantize{weight_bits=...} or " + HINT) from None
+            raise op.error("a constant overflows int32 in fixed point: the scales this "
+                           "layer inherits (weights, rescaled joins, input scaling) leave "
+                           "no room for it", hint=HINT) from None
 
 
 def avgpool_counts(op: O.AvgPool, shape: tuple[int, ...]) -> np.ndarray:

@@ -104,10 +104,48 @@ def _pool_pad(seed: int = 3) -> onnx.ModelProto:
     return build_model(nodes, (1, 11, 11), inits)
 
 
+def _cat_spikes(seed: int = 5) -> onnx.ModelProto:
+    """Concat of two spike populations with different thresholds (a rescaling affine on
+    spikes), then a grouped conv: in fixed point the scales multiply along this chain."""
+    r = np.random.default_rng(seed)
+    nodes = [h.make_node("Conv", ["x", "wa", "ba"], ["ca"], pads=[1, 1, 1, 1], name="conv_a"),
+             h.make_node("Relu", ["ca"], ["ra"], name="relu_a"),
+             h.make_node("Conv", ["x", "wb"], ["cb"], pads=[2, 2, 2, 2], name="conv_b"),
+             h.make_node("Relu", ["cb"], ["rb"], name="relu_b"),
+             h.make_node("Concat", ["ra", "rb"], ["cat"], axis=1, name="cat"),
+             h.make_node("Conv", ["cat", "wg", "bg"], ["cg"], pads=[1, 1, 1, 1], strides=[2, 2],
+                         group=2, name="conv_g"),
+             h.make_node("Relu", ["cg"], ["rg"], name="relu_g"),
+             h.make_node("Flatten", ["rg"], ["f"], name="flat"),
+             h.make_node("Gemm", ["f", "wd", "bd"], ["y"], transB=1, name="fc")]
+    inits = {"wa": weights(r, (4, 3, 3, 3)), "ba": r.normal(0, .1, 4).astype(np.float32),
+             "wb": weights(r, (4, 3, 5, 5)) * 2.5, "wg": weights(r, (8, 4, 3, 3)),
+             "bg": r.normal(0, .1, 8).astype(np.float32), "wd": weights(r, (6, 8 * 5 * 5)),
+             "bd": r.normal(0, .1, 6).astype(np.float32)}
+    return build_model(nodes, (3, 10, 10), inits)
+
+
+def _prescaled(seed: int = 6) -> onnx.ModelProto:
+    """(x - 0.5) / 0.5 inside the model before a padded conv: affines on the input that
+    stay in the graph. Their multipliers (1, 2) are exact integers, so they must not
+    spend scale bits that the conv after them needs (fixed point)."""
+    r = np.random.default_rng(seed)
+    nodes = [h.make_node("Sub", ["x", "half"], ["xs"], name="sub"),
+             h.make_node("Div", ["xs", "half"], ["xd"], name="div"),
+             h.make_node("Conv", ["xd", "w1", "b1"], ["c1"], pads=[1, 1, 1, 1], name="conv1"),
+             h.make_node("Relu", ["c1"], ["r1"], name="relu1"),
+             h.make_node("Flatten", ["r1"], ["f"], name="flat"),
+             h.make_node("Gemm", ["f", "w2"], ["y"], transB=1, name="fc")]
+    inits = {"half": np.float32(0.5), "w1": weights(r, (4, 1, 3, 3)),
+             "b1": r.normal(0, .1, 4).astype(np.float32), "w2": weights(r, (5, 4 * 8 * 8))}
+    return build_model(nodes, (1, 8, 8), inits)
+
+
 MODELS: dict[str, Any] = {
     "pool_pad": _pool_pad,
     "mlp": _mlp, "cnn_avg": _cnn_avg, "cnn_max": lambda: small_cnn(3),
     "residual": lambda: small_cnn(4, residual=True), "concat": _concat,
+    "cat_spikes": _cat_spikes, "prescaled": _prescaled,
 }
 #: per model, options that exercise more of the spiking ops
 VARIANTS: dict[str, dict[str, Any]] = {
@@ -117,9 +155,14 @@ VARIANTS: dict[str, dict[str, Any]] = {
     "cnn_max": {},
     "residual": {"readout": "spikes", "calibrate_bias": True},
     "concat": {"shift_bias": True, "timesteps": 16},
+    # Poisson input without FIT: no op needs the sat32 helper (unused static functions
+    # must not be emitted: -Werror)
+    "cat_spikes": {"input_coding": "poisson", "seed": 3},
+    "prescaled": {"fit": "8:4"},
 }
 SHAPES = {"pool_pad": (1, 11, 11), "mlp": (1, 8, 8), "cnn_avg": (1, 8, 8), "concat": (1, 8, 8),
-          "cnn_max": (1, 12, 12), "residual": (1, 12, 12)}
+          "cnn_max": (1, 12, 12), "residual": (1, 12, 12), "cat_spikes": (3, 10, 10),
+          "prescaled": (1, 8, 8)}
 
 
 class Compiled:
@@ -376,6 +419,24 @@ int main(void) {{
     sizes = [json.loads((n.c / "footprint.json").read_text())["total"]["ram_ctx_bytes"]
              for n in (a, b)]
     assert [int(v) for v in lines[3].split()] == sizes
+
+
+@need_gcc
+def test_fixed_poisson_without_fit_builds_strictly(tmp_path):
+    """A network whose every op gets spikes (Poisson input, no average pool, no FIT
+    current) uses no saturating helper, so none may be emitted (-Werror=unused-function)."""
+    src = tmp_path / "m.onnx"
+    onnx.save(small_cnn(3), src)
+    np.savez(tmp_path / "c.npz", x=_inputs("cnn_max", 32, seed=4))
+    compile_model(src, tmp_path / "out", calib=tmp_path / "c.npz",
+                  options=Options(arith="fixed", input_coding="poisson", seed=2,
+                                  backends=("sim", "c")))
+    net = Compiled(tmp_path / "out", True)
+    x = _inputs("cnn_max", 3, seed=8)
+    c_out, c_spk = net.run_c(net.build(GCC, ["-O2"], "gcc"), x)
+    s_out, s_spk = net.run_sim(x)
+    np.testing.assert_array_equal(c_out, s_out.reshape(c_out.shape))
+    np.testing.assert_array_equal(c_spk, s_spk)
 
 
 # ------------------------------------------------------------------ memory plan ------------

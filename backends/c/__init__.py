@@ -115,6 +115,7 @@ def render(plan: Plan, graph: Graph, source: str = "an ONNX model") -> dict[str,
             init_blocks.append(init)
         run = tmpl.render(p=p, part="run")
         (const_blocks if p["const"] else step_blocks).append(run)
+    code = init_blocks + const_blocks + step_blocks
     ctx_members = ordered_members(plan)
     members = [{"ctype": m.ctype, "ident": m.ident, "size": m.size,
                 "comment": comment(m.what if m.owner.startswith("\0")
@@ -137,6 +138,9 @@ def render(plan: Plan, graph: Graph, source: str = "an ONNX model") -> dict[str,
     source = env.get_template("network.c.j2").render(
         **common, arrays=arrays, spike_names=spike_layer_names(plan),
         uses_poisson=plan.uses_poisson, init_blocks=init_blocks, const_blocks=const_blocks,
+        # helpers are emitted only where used (unused static functions are warnings)
+        uses_sat32=any(f"{n}_sat32(" in b for b in code),
+        uses_sat_add=any(f"{n}_sat_add(" in b for b in code),
         step_blocks=step_blocks, output_ptr=plan.output_ptr)
     weights = env.get_template("weights.c.j2").render(**common, arrays=arrays)
     example = env.get_template("main_example.c.j2").render(
