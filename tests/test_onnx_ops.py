@@ -372,6 +372,30 @@ def test_global_pool(op: str, hw: tuple[int, int]) -> None:
     assert cmp.ort[0].shape == (3, 4, 1, 1)
 
 
+@pytest.mark.parametrize("keepdims", [1, 0])
+@pytest.mark.parametrize("opset, axes", [(13, [2, 3]), (13, [-1, -2]), (18, [2, 3])],
+                         ids=["attr", "negative", "input"])
+def test_reduce_mean_over_space_is_a_global_average_pool(opset: int, axes: list[int],
+                                                         keepdims: int) -> None:
+    """x.mean((2, 3)) in PyTorch: axes as an attribute (opset < 18) or an input."""
+    if opset >= 18:
+        model = single_node_model("ReduceMean", (4, 5, 3), {"axes": int64(axes)},
+                                  attrs={"keepdims": keepdims}, opset=opset)
+    else:
+        model = single_node_model("ReduceMean", (4, 5, 3),
+                                  attrs={"axes": axes, "keepdims": keepdims}, opset=opset)
+    cmp = run_both(model)
+    assert cmp.ort[0].shape == ((3, 4, 1, 1) if keepdims else (3, 4))
+
+
+@pytest.mark.parametrize("axes", [[1], [3], [1, 2, 3]])
+def test_reduce_mean_over_other_axes_is_refused(axes: list[int]) -> None:
+    model = single_node_model("ReduceMean", (4, 5, 3), attrs={"axes": axes})
+    res = import_onnx(model, strict=False)
+    assert [(r.name, r.op_type) for r in res.unsupported] == [("node", "ReduceMean")]
+    assert "spatial axes" in res.unsupported[0].detail
+
+
 # ====================================================================== shape ops =========
 @pytest.mark.parametrize("shape, axis", [((2, 3, 4), 1), ((2, 3, 4), -3), ((6,), 1),
                                          ((6,), -1)],
@@ -1023,3 +1047,7 @@ def test_unsupported_ops_are_all_listed(chained: bool) -> None:
         import_onnx(model, strict=True)
     for name in rows:
         assert name in str(err.value)
+    # the headline counts the nodes without a conversion, not those merely downstream
+    assert str(err.value).count("2 unsupported node(s)") == 1
+    if chained:
+        assert "2 node(s) after them, not checked" in str(err.value)
