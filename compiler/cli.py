@@ -198,6 +198,12 @@ def _cmd_compile(a: argparse.Namespace) -> int:
           f"layers, {sum(r['neurons'] for r in layers)} neurons, "
           f"{res.report['ann_macs']} ANN MACs/sample")
     if "c" in opts.backends:  # C backend (issue 4): the footprint table
+        from snnc.backends.c.names import sanitize
+
+        asked = a.c_name or Path(a.model).stem
+        if sanitize(asked, 24) != asked:
+            print(f"snnc: '{asked}' is not a usable C identifier; the C code uses the "
+                  f"prefix '{sanitize(asked, 24)}' (set it with --c-name)")
         print((Path(a.output) / "c" / "footprint.md").read_text(), end="")
     if a.time_passes:
         for name, sec in timings.items():

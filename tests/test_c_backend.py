@@ -576,6 +576,14 @@ def test_cli_backend_c_writes_sources_and_footprint(tmp_path, capsys):
         assert p.read_bytes() == (out2 / "c" / p.name).read_bytes(), p.name
 
 
+def test_cli_says_when_the_c_name_is_changed(tmp_path, capsys):
+    assert main([str(EXAMPLES / "mnist_cnn.onnx"), "-o", str(tmp_path / "o"), "--calib",
+                 str(EXAMPLES / "mnist_calib.npz"), "--backend", "c", "--c-name", "9bad-name",
+                 "--timesteps", "4"]) == 0
+    assert "the C code uses the prefix 'n9bad_name'" in capsys.readouterr().out
+    assert (tmp_path / "o" / "c" / "n9bad_name.h").is_file()
+
+
 @pytest.mark.skipif(shutil.which("arm-none-eabi-gcc") is None,
                     reason="arm-none-eabi-gcc is not installed (Debian: gcc-arm-none-eabi)")
 def test_cortex_m4_footprint(compiled):
