@@ -149,6 +149,10 @@ def _cmd_sweep(a: argparse.Namespace) -> int:
         raise SnncError("--batch must be >= 1")
     settings = sweep_settings(a.norm, a.shift_bias, a.fit, a.reset, a.v_init,
                               a.calibrate_bias)
+    if a.json:
+        from snnc.fsutil import check_writable
+
+        check_writable(a.json, what="--json")
     res = sweep(a.model, a.calib, a.data, steps, settings, batch=a.batch)
     cols = [b["timesteps"] for b in res["best"]]
     best = {b["timesteps"]: b["accuracy"] for b in res["best"]}
@@ -172,7 +176,7 @@ def _cmd_sweep(a: argparse.Namespace) -> int:
 
 def _parse_steps(text: str) -> list[int]:
     try:
-        steps = [int(t) for t in text.split(",") if t.strip()]
+        steps = [int(t) for t in text.split(",")]
     except ValueError:
         raise SnncError(f"--timesteps must be comma-separated integers, got "
                         f"'{text}'") from None
@@ -195,7 +199,8 @@ def _cmd_compile(a: argparse.Namespace) -> int:
                         dump_ir=a.dump_ir, timings=timings)
     layers = [r for r in res.report["layers"] if r["kind"] == "if"]
     print(f"snnc: compiled {Path(a.model).name} -> {a.output}: {len(layers)} spiking "
-          f"layers, {sum(r['neurons'] for r in layers)} neurons, "
+          f"layer{'s' if len(layers) != 1 else ''}, "
+          f"{sum(r['neurons'] for r in layers)} neurons, "
           f"{res.report['ann_macs']} ANN MACs/sample")
     if "c" in opts.backends:  # C backend (issue 4): the footprint table
         from snnc.backends.c.names import sanitize
@@ -268,6 +273,13 @@ def _cmd_eval(a: argparse.Namespace) -> int:
     if a.no_diagnostics and (a.diagnostics or a.plots):
         raise SnncError("--diagnostics and --plots need the diagnostics; drop "
                         "--no-diagnostics")
+    from snnc.fsutil import check_writable
+
+    for path, what in ((a.json, "--json"), (a.diagnostics, "--diagnostics")):
+        if path:
+            check_writable(path, what=what)
+    if a.plots:
+        check_writable(a.plots, directory=True, what="--plots")
     res = evaluate(a.out, a.data, steps, batch=a.batch,
                    progress=None if bar is None else bar.update,
                    diagnose=not a.no_diagnostics, costs=a.cost_table)

@@ -9,11 +9,21 @@ from snnc.ir.errors import SnncError
 
 
 def load_npz(path: str | Path, input_shape: tuple[int, ...], *, need_labels: bool,
-             what: str = "data") -> tuple[np.ndarray, np.ndarray | None]:
-    """x as float32 (N, *input_shape), y as int64 (N,) or None."""
+             what: str = "data", classes: int | None = None
+             ) -> tuple[np.ndarray, np.ndarray | None]:
+    """x as float32 (N, *input_shape), y as int64 (N,) or None; labels in [0, classes)."""
     p = Path(path)
+    hint = "save it with numpy.savez(FILE, x=inputs, y=labels)"
+    if p.is_dir():
+        raise SnncError(f"{what} file '{p}' is a directory, not an .npz file", hint=hint)
     if not p.is_file():
         raise SnncError(f"{what} file '{p}' does not exist")
+    if not zipfile.is_zipfile(p):
+        with open(p, "rb") as f:
+            npy = f.read(6) == b"\x93NUMPY"
+        kind = "a single .npy array" if npy else "not an .npz archive"
+        raise SnncError(f"{what} file '{p}' is {kind}, expected an .npz with arrays x "
+                        "(and y)", hint=hint)
     try:
         with np.load(p, allow_pickle=False) as z:
             keys = set(z.files)
@@ -47,4 +57,12 @@ def load_npz(path: str | Path, input_shape: tuple[int, ...], *, need_labels: boo
                         f"[{len(x)}]")
     if y.dtype.kind not in "iu" and not (y.dtype.kind == "f" and np.all(y == np.round(y))):
         raise SnncError(f"{what} file '{p}': y must hold integer class labels")
-    return x, y.astype(np.int64)
+    y = y.astype(np.int64)
+    hi = classes
+    if (y < 0).any() or (hi is not None and (y >= hi).any()):
+        raise SnncError(f"{what} file '{p}': labels range over [{int(y.min())}, "
+                        f"{int(y.max())}], the model has "
+                        + (f"{hi} classes: labels must be in [0, {hi})" if hi is not None
+                           else "class indices from 0"),
+                        hint="labels are the indices of the model's output (0-based)")
+    return x, y

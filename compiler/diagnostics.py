@@ -288,7 +288,10 @@ def write_plots(d: dict[str, Any], directory: str | Path) -> list[Path]:
     from snnc.fsutil import write_file_atomic
 
     out = Path(directory)
-    out.mkdir(parents=True, exist_ok=True)
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise SnncError(f"cannot write plots to '{out}': {e.strerror}") from None
     meta = {"Software": "snnc"}
     figs = []
 

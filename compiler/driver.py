@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import io
+import math
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -211,6 +212,14 @@ def _input_shape(model: onnx.ModelProto) -> tuple[int, ...]:
     raise SnncError("the model has no inputs")
 
 
+def _output_classes(model: onnx.ModelProto) -> int | None:
+    """Elements per sample of the model's first output (the classes), if static."""
+    dims = model.graph.output[0].type.tensor_type.shape.dim[1:]
+    if all(d.HasField("dim_value") and d.dim_value > 0 for d in dims):
+        return math.prod(d.dim_value for d in dims)
+    return None
+
+
 def load(out_dir: str | Path) -> Graph:
     """The compiled IR graph in an snnc output directory."""
     return load_graph(out_dir)
@@ -240,7 +249,8 @@ def evaluate(out_dir: str | Path, data: str | Path, timesteps: list[int], *,
     if not timesteps or any(t < 1 for t in timesteps):
         raise SnncError("timesteps must be positive integers, e.g. 8,16,32")
     shape = graph.shape(graph.inputs[0])
-    x, y = load_npz(data, shape, need_labels=True)
+    x, y = load_npz(data, shape, need_labels=True,
+                    classes=math.prod(graph.shape(graph.outputs[0])))
     source = out / SOURCE_FILE
     if not source.is_file():
         raise SnncError(f"'{out}' has no copy of the source model ({SOURCE_FILE})",
@@ -278,10 +288,12 @@ def evaluate(out_dir: str | Path, data: str | Path, timesteps: list[int], *,
 
 
 def _grid_values(name: str, text: str) -> list[str]:
-    vals = [v.strip() for v in text.split(",") if v.strip()]
-    if not vals:
+    vals = [v.strip() for v in text.split(",")]
+    if not any(vals):
         raise SnncError(f"--{name} needs at least one value")
-    return vals
+    if not all(vals):
+        raise SnncError(f"--{name} has an empty value in '{text}'")
+    return list(dict.fromkeys(vals))  # a value given twice is one setting
 
 
 def sweep_settings(norms: str = "percentile:99.9", shift_bias: str = "no",
@@ -348,12 +360,15 @@ def sweep(model_path: str | Path, calib: str | Path | None, data: str | Path,
         raise SnncError("timesteps must be positive integers, e.g. 8,16,32")
     model = load_model(model_path)
     shape = _input_shape(model)
-    x, y = load_npz(data, shape, need_labels=True)
+    x, y = load_npz(data, shape, need_labels=True, classes=_output_classes(model))
     calibration = None
     if calib is not None:
         cx, _ = load_npz(calib, shape, need_labels=False, what="calibration")
         calibration = OnnxCalibration(import_model(model).model, cx)
-    elif any(o.norm != "clip" or o.calibrate_bias for o in settings):
+    elif any(o.calibrate_bias for o in settings):
+        raise SnncError("the sweep needs calibration data for --calibrate-bias yes",
+                        hint="pass --calib CALIB.npz, or sweep --calibrate-bias no")
+    elif any(o.norm != "clip" for o in settings):
         raise SnncError("the sweep needs calibration data for data-based normalization",
                         hint="pass --calib CALIB.npz, or sweep only --norm clip")
     steps = sorted(set(timesteps))

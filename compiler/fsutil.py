@@ -47,6 +47,21 @@ def write_tree_atomic(out_dir: str | Path, files: dict[str, bytes]) -> None:
         raise
 
 
+def check_writable(path: str | Path, *, directory: bool = False, what: str = "output"
+                   ) -> None:
+    """Fail early (before a long simulation) if `path` cannot be written: it exists as
+    the wrong kind, or its first existing ancestor is not a writable directory."""
+    p = Path(path)
+    if p.exists() and p.is_dir() != directory:
+        kind = "a directory" if p.is_dir() else "a file"
+        raise SnncError(f"cannot write {what} '{p}': it is {kind}")
+    anc = p if p.exists() else p.parent
+    while not anc.exists() and anc != anc.parent:
+        anc = anc.parent
+    if not anc.is_dir() or not os.access(anc, os.W_OK | os.X_OK):
+        raise SnncError(f"cannot write {what} '{p}': '{anc}' is not a writable directory")
+
+
 def write_file_atomic(path: str | Path, data: bytes) -> None:
     """Write one file via a temporary sibling and a rename."""
     p = Path(path)

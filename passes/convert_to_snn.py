@@ -88,8 +88,14 @@ class ConvertToSnn(Pass):
                                "be 0), so it has no integrate-and-fire equivalent")
             elif isinstance(op, O.MaxPool):
                 if op.x not in spikes:
+                    src = g.producers().get(op.x)
+                    what = ("the model input" if src is None else
+                            f"'{src.origin or src.name}' ({src.kind}), not a ReLU")
                     raise op.error("max-pool of analog values (not spikes) has no spiking "
-                                   "equivalent", hint="place the ReLU before the max-pool")
+                                   f"equivalent: its input comes from {what}",
+                                   hint="make a ReLU (or Clip(0, hi)) the op right before "
+                                        "the max-pool, e.g. BatchNorm before the ReLU, not "
+                                        "after it")
                 ops.append(O.SpikeMaxPool(name=op.name, out=op.out, origin=op.origin,
                                           x=op.x, kernel=op.kernel, strides=op.strides,
                                           pads=op.pads, dilations=op.dilations,

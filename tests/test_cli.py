@@ -138,7 +138,9 @@ def test_compile_errors(case, model_files, capsys):
 
 
 @pytest.mark.parametrize("case", ["no-out", "no-labels", "bad-labels", "bad-timesteps",
-                                  "wrong-shape"])
+                                  "wrong-shape", "label-too-big", "label-negative", "npy",
+                                  "not-zip", "data-is-dir", "plots-is-file",
+                                  "json-unwritable"])
 def test_eval_errors(case, model_files, capsys):
     d = model_files
     assert main([str(d / "m.onnx"), "-o", str(d / "out"), "--calib",
@@ -156,10 +158,33 @@ def test_eval_errors(case, model_files, capsys):
         np.savez(data, x=np.zeros((3, 12, 12), np.float32), y=np.zeros(3))
     elif case == "bad-timesteps":
         steps = "8,x"
+    elif case in ("label-too-big", "label-negative"):  # the model has 10 classes
+        data = d / "bad.npz"
+        np.savez(data, x=np.zeros((3, 1, 12, 12), np.float32),
+                 y=np.array([0, 10 if case == "label-too-big" else -1, 2]))
+    elif case == "npy":
+        data = d / "bad.npy"
+        np.save(data, np.zeros((3, 1, 12, 12), np.float32))
+    elif case == "not-zip":
+        data = d / "bad.npz"
+        data.write_text("hello")
+    elif case == "data-is-dir":
+        data = d
+    extra = ["--json", str(d / "r.json")]
+    if case == "plots-is-file":
+        (d / "afile").write_text("x")
+        extra += ["--plots", str(d / "afile")]
+    elif case == "json-unwritable":
+        (d / "afile").write_text("x")
+        extra = ["--json", str(d / "afile" / "r.json")]
     capsys.readouterr()
-    assert main(["eval", str(out), "--data", str(data), "--timesteps", steps,
-                 "--json", str(d / "r.json")]) == 2
-    _err_line(capsys)
+    assert main(["eval", str(out), "--data", str(data), "--timesteps", steps, *extra]) == 2
+    err = _err_line(capsys)
+    expect = {"label-too-big": "must be in [0, 10)", "label-negative": "labels range over",
+              "npy": "single .npy array", "not-zip": "not an .npz archive",
+              "data-is-dir": "is a directory", "plots-is-file": "--plots",
+              "json-unwritable": "not a writable directory"}
+    assert expect.get(case, "") in err
     assert not (d / "r.json").exists()
 
 

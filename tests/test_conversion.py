@@ -139,3 +139,29 @@ def test_artifact_runs_with_numpy_alone(compiled, tmp_path, mnist):
                        capture_output=True, text=True, cwd=tmp_path)
     assert r.returncode == 0, r.stderr
     assert "T=   32 accuracy=" in r.stdout
+
+
+def test_maxpool_after_batchnorm_names_the_op_in_the_way(tmp_path):
+    """ReLU -> BatchNorm -> MaxPool: the max-pool sees analog values; the error names the
+    BatchNorm (not 'place the ReLU before', which it already is)."""
+    import onnx
+    from onnx import helper as h
+    from onnx_builders import bn_params, build_model, weights
+    from snnc import SnncError
+
+    r = np.random.default_rng(0)
+    bn = bn_params(r, 3)
+    nodes = [h.make_node("Conv", ["x", "w"], ["c"], pads=[1, 1, 1, 1], name="conv"),
+             h.make_node("Relu", ["c"], ["r"], name="relu"),
+             h.make_node("BatchNormalization", ["r", *bn], ["n"], name="bn"),
+             h.make_node("MaxPool", ["n"], ["p"], kernel_shape=[2, 2], strides=[2, 2],
+                         name="pool"),
+             h.make_node("Flatten", ["p"], ["f"], name="flat"),
+             h.make_node("Gemm", ["f", "w2"], ["y"], transB=1, name="fc")]
+    model = build_model(nodes, (1, 6, 6), {"w": weights(r, (3, 1, 3, 3)), **bn,
+                                           "w2": weights(r, (4, 27))})
+    onnx.save(model, tmp_path / "m.onnx")
+    np.savez(tmp_path / "c.npz", x=r.uniform(0, 1, (8, 1, 6, 6)).astype(np.float32))
+    with pytest.raises(SnncError) as err:
+        compile_model(tmp_path / "m.onnx", None, calib=tmp_path / "c.npz")
+    assert "'bn'" in str(err.value) and "pool" in str(err.value)

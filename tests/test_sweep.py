@@ -73,5 +73,9 @@ def test_cli_sweep(data, tmp_path, capsys):
     assert [r["setting"] for r in res["settings"]] == ["max", "max, shift-bias"]
     assert main(["sweep", model, "--data", str(data / "test.npz"), "--timesteps", "8"]) == 2
     assert "calibration" in capsys.readouterr().err
+    # data-free normalization, but bias calibration needs the data: say so
+    assert main(["sweep", model, "--data", str(data / "test.npz"), "--timesteps", "8",
+                 "--norm", "clip", "--calibrate-bias", "yes"]) == 2
+    assert "--calibrate-bias" in capsys.readouterr().err
     assert main(["sweep", model, "--calib", str(data / "calib.npz"), "--data",
                  str(data / "test.npz"), "--timesteps", "0"]) == 2
