@@ -592,7 +592,23 @@ def test_cortex_m4_footprint(compiled):
     fp = json.loads((compiled("mnist", "fixed").c / "footprint.json").read_text())
     m4 = fp["total"]["cortex_m4"]
     assert "-mcpu=cortex-m4" in m4["flags"] and 0 < m4["code_bytes"] < 20000
-    assert m4["weights_bytes"] >= fp["total"]["flash_weights_bytes"]
+    # measured by arm-none-eabi-size: exactly the planned const arrays
+    assert m4["weights_measured"]
+    assert m4["weights_bytes"] == fp["total"]["flash_weights_bytes"]
+
+
+@pytest.mark.skipif(shutil.which("arm-none-eabi-gcc") is None,
+                    reason="arm-none-eabi-gcc is not installed (Debian: gcc-arm-none-eabi)")
+def test_large_weights_are_not_cross_compiled_to_be_measured(compiled, monkeypatch):
+    import snnc.backends.c as cb
+
+    net = compiled("mnist", "fixed")
+    files = {p.name: p.read_bytes() for p in net.c.iterdir()
+             if p.suffix in (".c", ".h")}
+    monkeypatch.setattr(cb, "ARM_MEASURE_WEIGHTS_MAX", 1000)
+    m4 = cb.arm_sizes(net.name, files, weights_bytes=12345)
+    assert not m4["weights_measured"] and m4["weights_bytes"] == 12345
+    assert m4["code_bytes"] > 0
 
 
 def test_cli_errors_write_nothing(tmp_path, capsys):
