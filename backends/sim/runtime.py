@@ -251,6 +251,36 @@ def _rate_view(op, P, xs):
 SHAPE_ONLY = {"flatten", "reshape", "pad", "concat"}
 
 
+def _window_winner(cview: np.ndarray, sview: np.ndarray, dtype: Any) -> np.ndarray:
+    """Spiking max-pool gate: per window (views (..., kh, kw)), the spike of the tap with
+    the highest running count, the first tap on ties."""
+    kh, kw = cview.shape[-2:]
+    best = cview.max(axis=(-2, -1))
+    out = np.zeros(best.shape, dtype)
+    free = np.ones(best.shape, bool)  # window not yet assigned (first tap wins)
+    for i in range(kh):
+        for j in range(kw):
+            hit = (cview[..., i, j] == best) & free
+            out += hit * sview[..., i, j]
+            free &= ~hit
+    return out
+
+
+def _accumulate(state: dict[str, Any], name: str, data: np.ndarray, const: bool, n: int,
+                dtype: Any) -> np.ndarray:
+    """The readout's running sum over a chunk of n steps, carried across chunks."""
+    acc = state.get(name)
+    if acc is None:
+        acc = np.zeros(data.shape[1:], dtype)
+    if const:
+        steps = np.arange(1, n + 1, dtype=dtype).reshape((n,) + (1,) * (data.ndim - 1))
+        out = acc[None] + steps * data
+    else:
+        out = acc[None] + np.cumsum(data, axis=0, dtype=dtype)
+    state[name] = out[-1].copy()
+    return out
+
+
 # ------------------------------------------------------------------ counter-based RNG -----
 def _mix32(x: np.ndarray) -> np.ndarray:
     """lowbias32 integer hash (uint32 -> uint32); reproducible in any language."""
@@ -633,31 +663,10 @@ class Network:
             state[name] = cum[-1].copy()
             cview, _ = _pool_view(op, cum, -1.0, a["dilations"])
             sview, _ = _pool_view(op, data, 0.0, a["dilations"])
-            kh, kw = cview.shape[-2:]
-            best = cview[..., 0, 0].copy()
-            for i in range(kh):
-                for j in range(kw):
-                    np.maximum(best, cview[..., i, j], out=best)
-            out = np.zeros(best.shape, F32)
-            free = np.ones(best.shape, bool)  # window not yet assigned (first tap wins)
-            for i in range(kh):
-                for j in range(kw):
-                    hit = (cview[..., i, j] == best) & free
-                    out += hit * sview[..., i, j]
-                    free &= ~hit
-            return out, False, event
+            return _window_winner(cview, sview, F32), False, event
         if kind == "accumulate":
             data, const, _ = ins[0]
-            acc = state.get(name)
-            if acc is None:
-                acc = np.zeros(data.shape[1:], F32)
-            if const:
-                steps = np.arange(1, n + 1, dtype=F32).reshape((n,) + (1,) * (data.ndim - 1))
-                out = acc[None] + steps * data
-            else:
-                out = acc[None] + np.cumsum(data, axis=0, dtype=F32)
-            state[name] = out[-1].copy()
-            return out, False, False
+            return _accumulate(state, name, data, const, n, F32), False, False
         if kind == "spikesoftmax":
             data, const, _ = ins[0]
             a = op["attrs"]
@@ -759,28 +768,10 @@ class Network:
             state[name] = cum[-1].copy()
             cview, _ = _pool_view(op, cum, -1, a["dilations"])
             sview, _ = _pool_view(op, data.astype(i64), 0, a["dilations"])
-            kh, kw = cview.shape[-2:]
-            best = cview.max(axis=(-2, -1))
-            out = np.zeros(best.shape, i64)
-            free = np.ones(best.shape, bool)  # first tap wins ties
-            for i in range(kh):
-                for j in range(kw):
-                    hit = (cview[..., i, j] == best) & free
-                    out += hit * sview[..., i, j]
-                    free &= ~hit
-            return out, False, event
+            return _window_winner(cview, sview, i64), False, event
         if kind == "accumulate":
             data, const, _ = ins[0]
-            acc = state.get(name)
-            if acc is None:
-                acc = np.zeros(data.shape[1:], i64)
-            if const:
-                steps = np.arange(1, n + 1, dtype=i64).reshape((n,) + (1,) * (data.ndim - 1))
-                out = acc[None] + steps * data
-            else:
-                out = acc[None] + np.cumsum(data, axis=0, dtype=i64)
-            state[name] = out[-1].copy()
-            return out, False, False
+            return _accumulate(state, name, data, const, n, i64), False, False
         kern = INT_KERNELS.get(kind)
         if kern is None:
             raise ValueError(f"op {name} ({kind}) has no fixed-point semantics")
