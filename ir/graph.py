@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -63,6 +64,19 @@ class Graph:
         while f"{base}.{i}" in used:
             i += 1
         return f"{base}.{i}"
+
+    def name_reserver(self) -> Callable[[str], str]:
+        """fresh(base): a name derived from base that no value, param or op of the graph
+        (as it is now) uses, nor any earlier call of the same fresh: for passes that add
+        several values or ops before rebuilding the graph."""
+        taken = set(self.values) | set(self.params) | {op.name for op in self.ops}
+
+        def fresh(base: str) -> str:
+            name = self.fresh_name(base, taken)
+            taken.add(name)
+            return name
+
+        return fresh
 
     def add_param(self, base: str, array: np.ndarray) -> str:
         name = self.fresh_name(base)

@@ -48,12 +48,7 @@ class ConvertToSnn(Pass):
     def run(self, graph: Graph, ctx: PassContext) -> Graph:
         g = graph.copy()
         users = g.consumers()
-        taken = set(g.values) | set(g.params) | {o.name for o in g.ops}
-
-        def fresh(base: str) -> str:
-            n = g.fresh_name(base, taken)
-            taken.add(n)
-            return n
+        fresh = g.name_reserver()
 
         ops: list[O.Op] = []
         rename: dict[str, str] = {}

@@ -45,12 +45,7 @@ class FiniteInput(Pass):
         if self.steps < 1:
             raise SnncError(f"finite input time needs T1 >= 1 input steps, got {self.steps}")
         g = graph.copy()
-        taken = set(g.values) | set(g.params) | {o.name for o in g.ops}
-
-        def fresh(base: str) -> str:
-            n = g.fresh_name(base, taken)
-            taken.add(n)
-            return n
+        fresh = g.name_reserver()
 
         ops: list[O.Op] = []
         for op in g.ops:

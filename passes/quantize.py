@@ -170,12 +170,7 @@ class Quantize(Pass):
         if not 0 <= self.input_bits <= 14:
             raise SnncError(f"quantize: input_bits must be in [0, 14], got {self.input_bits}")
         g = graph.copy()
-        taken = set(g.values) | set(g.params) | {o.name for o in g.ops}
-
-        def fresh(base: str) -> str:
-            n = g.fresh_name(base, taken)
-            taken.add(n)
-            return n
+        fresh = g.name_reserver()
 
         def put(base: str, arr: np.ndarray) -> str:
             name = fresh(base)

@@ -32,7 +32,7 @@ class ReluBeforeMaxPool(Pass):
                     swap[mp.name] = op
         if not swap:
             return graph
-        taken = set(g.values) | set(g.params) | {o.name for o in g.ops}
+        fresh = g.name_reserver()
         new_ops: list[O.Op] = []
         skip = {a.name for a in swap.values()}
         for op in g.ops:
@@ -40,8 +40,7 @@ class ReluBeforeMaxPool(Pass):
                 continue
             if op.name in swap:
                 act = swap[op.name]
-                mid = g.fresh_name(f"{act.out}.pre", taken)
-                taken.add(mid)
+                mid = fresh(f"{act.out}.pre")
                 new_ops.append(g.replace(act, x=op.x, out=mid))
                 new_ops.append(g.replace(op, x=mid, out=act.out))
             else:

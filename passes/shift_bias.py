@@ -41,7 +41,7 @@ class ShiftBias(Pass):
         users = g.consumers()
         shifted: dict[str, O.Op] = {}  # producer name -> shifted replacement
         inserted: dict[str, O.Op] = {}  # neuron name -> Affine to put before it
-        taken = set(g.values) | set(g.params) | {o.name for o in g.ops}
+        fresh = g.name_reserver()
         for op in g.ops:
             if not is_neuron(op):
                 continue
@@ -53,8 +53,7 @@ class ShiftBias(Pass):
                 shifted[src.name] = g.replace(src, bias=g.add_param(
                     f"{src.name}.bias.shift", b + np.float32(delta)))
             else:
-                out = g.fresh_name(f"{op.x}.shift", taken)
-                taken.add(out)
+                out = fresh(f"{op.x}.shift")
                 inserted[op.name] = O.Affine(
                     name=out, out=out, origin=op.origin, x=op.x, scale=None,
                     shift=g.add_param(f"{op.name}.shift", np.float32(delta)))
