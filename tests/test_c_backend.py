@@ -277,6 +277,16 @@ def assert_float_close(c_out: np.ndarray, s_out: np.ndarray, c_spk: np.ndarray,
     assert agree >= 0.9, f"argmax agrees on {agree:.2f} of the samples"
 
 
+def assert_c_matches_sim(fixed: bool, c_out: np.ndarray, s_out: np.ndarray,
+                         c_spk: np.ndarray, s_spk: np.ndarray) -> None:
+    """Fixed point: every spike count and output identical; float: `assert_float_close`."""
+    if fixed:
+        np.testing.assert_array_equal(c_spk, s_spk)
+        np.testing.assert_array_equal(c_out, s_out)
+    else:
+        assert_float_close(c_out, s_out, c_spk, s_spk)
+
+
 # ------------------------------------------------------------------ registry ---------------
 def test_every_op_kind_has_a_template_or_a_reason():
     for kind in O.OPS:
@@ -353,11 +363,7 @@ def test_clang_builds_and_agrees(compiled, model, arith):
     x = _inputs(model, 4, seed=2)
     c_out, c_spk = net.run_c(net.build(CLANG, ["-O2"], "clang"), x)
     s_out, s_spk = net.run_sim(x)
-    if arith == "fixed":
-        np.testing.assert_array_equal(c_spk, s_spk)
-        np.testing.assert_array_equal(c_out, s_out)
-    else:
-        assert_float_close(c_out, s_out, c_spk, s_spk)
+    assert_c_matches_sim(arith == "fixed", c_out, s_out, c_spk, s_spk)
 
 
 # ------------------------------------------------------------------ linking, instances ------
@@ -538,10 +544,7 @@ def test_hostile_onnx_names_compile_cleanly(tmp_path):
         x = r.uniform(0, 1, (2, 1, 6, 6)).astype(np.float32)
         c_out, c_spk = net.run_c(net.build(GCC, ["-O0"], "gcc"), x)
         s_out, s_spk = net.run_sim(x)
-        if arith == "fixed":
-            np.testing.assert_array_equal(c_out, s_out)
-        else:
-            assert_float_close(c_out, s_out, c_spk, s_spk)
+        assert_c_matches_sim(arith == "fixed", c_out, s_out, c_spk, s_spk)
         text = (out / "c" / f"{net.name}.c").read_text()
         assert "*/ 1" not in text and "\u00fc" not in text
 
@@ -714,11 +717,7 @@ def test_per_channel_thresholds_and_initial_membranes(tmp_path, arith):
     c_out, c_spk = net.run_c(net.build(GCC, ["-O2"], "gcc"), x)
     s_out, s_spk = net.run_sim(x)
     assert s_spk.sum() > 0
-    if arith == "fixed":
-        np.testing.assert_array_equal(c_spk, s_spk)
-        np.testing.assert_array_equal(c_out, s_out)
-    else:
-        assert_float_close(c_out, s_out, c_spk, s_spk)
+    assert_c_matches_sim(arith == "fixed", c_out, s_out, c_spk, s_spk)
 
 
 @need_gcc

@@ -1,6 +1,8 @@
 """Finite input time (METHODS 6), the spiking-softmax readout (METHODS 7) and their CLI."""
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
 import onnx
 import pytest
@@ -64,12 +66,11 @@ def test_fit_matches_a_hand_written_reference(tmp_path):
         np.testing.assert_allclose(tr["output"][t], acc, rtol=1e-5, atol=1e-5)
 
 
-def test_drain_releases_stored_charge():
-    """One IF layer driven by a constant current z for T1 steps emits floor(T1 z) spikes
-    when the drain is long enough (nothing is lost), and at most T1 + T2."""
+def _drain_net(**if_attrs: Any) -> Any:
+    """26 IF neurons (threshold 1, subtract reset) fed the input for T1 = 4 steps, read
+    out as spike counts; `if_attrs` are added to the IF's attributes."""
     from snnc.backends.sim.runtime import Network
 
-    z = np.linspace(0, 2.5, 26, dtype=np.float32)[None]
     graph = {"format": "snnc-ir", "version": 1, "facts": ["spiking"], "meta": {},
              "inputs": [{"name": "x", "shape": [26], "dtype": "float32"}],
              "outputs": ["n"], "shapes": {"e": [26], "s": [26], "n": [26]},
@@ -77,10 +78,17 @@ def test_drain_releases_stored_charge():
                       "params": {}, "attrs": {"coding": "analog", "seed": 0, "steps": 4}},
                      {"kind": "if", "name": "if", "out": "s", "inputs": ["e"],
                       "params": {"threshold": "th"},
-                      "attrs": {"reset": "subtract", "v_init": 0.0}},
+                      "attrs": {"reset": "subtract", "v_init": 0.0, **if_attrs}},
                      {"kind": "accumulate", "name": "n", "out": "n", "inputs": ["s"],
                       "params": {}, "attrs": {}}]}
-    net = Network(graph, {"th": np.float32(1.0)})
+    return Network(graph, {"th": np.float32(1.0)})
+
+
+def test_drain_releases_stored_charge():
+    """One IF layer driven by a constant current z for T1 steps emits floor(T1 z) spikes
+    when the drain is long enough (nothing is lost), and at most T1 + T2."""
+    z = np.linspace(0, 2.5, 26, dtype=np.float32)[None]
+    net = _drain_net()
     long = net.simulate(z, 4 + 8)["output"][-1, 0]
     np.testing.assert_array_equal(long, np.floor(4 * z[0] + 1e-6))
     short = net.simulate(z, 4 + 2)["output"][-1, 0]
@@ -90,21 +98,8 @@ def test_drain_releases_stored_charge():
 def test_bounded_neuron_fires_at_most_t1_times_under_fit(tmp_path):
     """A Clip(0, 1) neuron stands for min(z, 1): with finite input time its count is
     floor(min(z, 1) * T1) however long the drain (the cap is the clip)."""
-    from snnc.backends.sim.runtime import Network
-
     z = np.linspace(0, 2.5, 26, dtype=np.float32)[None]
-    graph = {"format": "snnc-ir", "version": 1, "facts": ["spiking"], "meta": {},
-             "inputs": [{"name": "x", "shape": [26], "dtype": "float32"}],
-             "outputs": ["n"], "shapes": {"e": [26], "s": [26], "n": [26]},
-             "ops": [{"kind": "encode", "name": "enc", "out": "e", "inputs": ["x"],
-                      "params": {}, "attrs": {"coding": "analog", "seed": 0, "steps": 4}},
-                     {"kind": "if", "name": "if", "out": "s", "inputs": ["e"],
-                      "params": {"threshold": "th"},
-                      "attrs": {"reset": "subtract", "v_init": 0.0, "bounded": True,
-                                "max_spikes": 4}},
-                     {"kind": "accumulate", "name": "n", "out": "n", "inputs": ["s"],
-                      "params": {}, "attrs": {}}]}
-    net = Network(graph, {"th": np.float32(1.0)})
+    net = _drain_net(bounded=True, max_spikes=4)
     want = np.floor(4 * np.minimum(z[0], 1) + 1e-6)
     for drain in (0, 3, 20):
         np.testing.assert_array_equal(net.simulate(z, 4 + drain)["output"][-1, 0], want)
