@@ -386,9 +386,9 @@ class Planner:
 
     def _xv_type(self, op: O.Conv | O.Dense, wt: str) -> str:
         """The type an input is read as in an event-driven kernel: its own for spikes;
-        for a multi-bit input, int16_t in
-        fixed point when the input fits (then int16 x int16 -> int32 products, which SSE2
-        and the Cortex-M4's SMLABB do in one instruction), else the current type."""
+        for a multi-bit input, int16_t in fixed point when the input fits (then int16 x
+        int16 -> int32 products, which SSE2 and the Cortex-M4's SMLABB do in one
+        instruction), else the current type."""
         if op.x in self.spikes:
             return self.t["spike"]
         if self.fixed and wt == "int16_t" and self.bound[op.x] <= 2 ** 15 - 1:
