@@ -8,7 +8,7 @@ raw logits, no softmax -- except ``cnn_bn_max`` whose output is ``probs`` after 
 Softmax), checks the exported graph against PyTorch with onnxruntime and reports the
 onnxruntime test accuracy.
 
-Models (``--models``): mlp, cnn_avg, cnn_bn_max, cnn_clip, resnet.
+Models (``--models``): mlp, cnn_avg, cnn_bn_max, cnn_clip, resnet, cnn_big.
 
 Inputs of every model are float32 ``(N, 1, 28, 28)`` pixels / 255 in ``[0, 1]``.
 
@@ -21,7 +21,7 @@ legacy TorchScript exporter (``torch.onnx.export(..., dynamo=False)``) is used; 
 needs no ``onnxscript``.
 
 BatchNormalization: in eval mode the TorchScript exporter folds BN into the preceding
-Conv whenever constant folding is on. ``cnn_bn_max`` and ``resnet`` are meant to keep
+Conv whenever constant folding is on. ``cnn_bn_max``, ``resnet`` and ``cnn_big`` are meant to keep
 their BatchNormalization nodes (to exercise the compiler's BN folding), so they are
 exported with ``do_constant_folding=False`` (still eval mode, i.e. BN uses the running
 statistics). The only artefacts this leaves are ``Identity`` nodes that the exporter
@@ -158,6 +158,28 @@ def build_cnn_bn_max() -> nn.Module:
     )
 
 
+def build_cnn_big() -> nn.Module:
+    """32c3-BN-ReLU-32c3-BN-ReLU-maxpool2-64c3-BN-ReLU-maxpool2-fc128-ReLU-fc10: an
+    11.5 M-MAC CNN (the size users convert; the simulator-speed bench needs >= 10 M)."""
+    return nn.Sequential(
+        nn.Conv2d(1, 32, 3, padding=1),
+        nn.BatchNorm2d(32),
+        nn.ReLU(),
+        nn.Conv2d(32, 32, 3, padding=1),
+        nn.BatchNorm2d(32),
+        nn.ReLU(),
+        nn.MaxPool2d(2),  # 14x14
+        nn.Conv2d(32, 64, 3, padding=1),
+        nn.BatchNorm2d(64),
+        nn.ReLU(),
+        nn.MaxPool2d(2),  # 7x7
+        nn.Flatten(),
+        nn.Linear(64 * 7 * 7, 128),
+        nn.ReLU(),
+        nn.Linear(128, 10),
+    )
+
+
 def build_resnet() -> nn.Module:
     """Stem 16c3-BN-ReLU, block 16->16, block 16->32 (stride 2, 1x1 proj), GAP, fc10."""
     return nn.Sequential(
@@ -197,6 +219,7 @@ MODEL_SPECS: tuple[ModelSpec, ...] = (
     ),
     ModelSpec("cnn_clip", build_cnn_clip, epochs=50),
     ModelSpec("resnet", build_resnet, epochs=30, keep_batchnorm=True),
+    ModelSpec("cnn_big", build_cnn_big, epochs=15, keep_batchnorm=True),
 )
 
 
