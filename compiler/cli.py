@@ -12,15 +12,29 @@ Errors a user can cause print one line `snnc: error: ...` and exit 2 (no traceba
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 
 from snnc import __version__
 from snnc.ir.errors import SnncError
 
 COMMANDS = ("check", "eval", "sweep")
+
+
+@contextlib.contextmanager
+def _tty_progress(description: str, total: int) -> Iterator[Callable[[int], None]]:
+    """A progress bar on stderr when it is a terminal (driver.Progress); silent
+    otherwise, so build logs and pipes stay clean."""
+    if not sys.stderr.isatty():
+        yield lambda n: None
+        return
+    from tqdm import tqdm
+
+    with tqdm(total=total, desc=description, unit="sample", leave=False) as bar:
+        yield bar.update
 
 
 class _Parser(argparse.ArgumentParser):
@@ -153,7 +167,8 @@ def _cmd_sweep(a: argparse.Namespace) -> int:
         from snnc.fsutil import check_writable
 
         check_writable(a.json, what="--json")
-    res = sweep(a.model, a.calib, a.data, steps, settings, batch=a.batch)
+    res = sweep(a.model, a.calib, a.data, steps, settings, batch=a.batch,
+                progress=_tty_progress)
     cols = [b["timesteps"] for b in res["best"]]
     best = {b["timesteps"]: b["accuracy"] for b in res["best"]}
     table = []
@@ -196,7 +211,7 @@ def _cmd_compile(a: argparse.Namespace) -> int:
     timings: dict[str, float] = {}
     res = compile_model(a.model, a.output, calib=a.calib, options=opts,
                         print_ir_after_all=sys.stderr if a.print_ir_after_all else None,
-                        dump_ir=a.dump_ir, timings=timings)
+                        dump_ir=a.dump_ir, timings=timings, progress=_tty_progress)
     layers = [r for r in res.report["layers"] if r["kind"] == "if"]
     print(f"snnc: compiled {Path(a.model).name} -> {a.output}: {len(layers)} spiking "
           f"layer{'s' if len(layers) != 1 else ''}, "
@@ -265,11 +280,6 @@ def _cmd_eval(a: argparse.Namespace) -> int:
         steps = _parse_steps(a.timesteps)
     if a.batch < 1:
         raise SnncError("--batch must be >= 1")
-    bar = None
-    if sys.stderr.isatty():
-        from tqdm import tqdm
-
-        bar = tqdm(unit="sample", desc="simulating", leave=False)
     if a.no_diagnostics and (a.diagnostics or a.plots):
         raise SnncError("--diagnostics and --plots need the diagnostics; drop "
                         "--no-diagnostics")
@@ -280,11 +290,8 @@ def _cmd_eval(a: argparse.Namespace) -> int:
             check_writable(path, what=what)
     if a.plots:
         check_writable(a.plots, directory=True, what="--plots")
-    res = evaluate(a.out, a.data, steps, batch=a.batch,
-                   progress=None if bar is None else bar.update,
+    res = evaluate(a.out, a.data, steps, batch=a.batch, progress=_tty_progress,
                    diagnose=not a.no_diagnostics, costs=a.cost_table)
-    if bar is not None:
-        bar.close()
     print(f"ANN accuracy (onnxruntime): {res['ann_accuracy']:.4f} on {res['samples']} samples")
     print(format_table(["T", "accuracy", "spikes/sample", "SynOps/sample"],
                        [[r["timesteps"], f"{r['accuracy']:.4f}",

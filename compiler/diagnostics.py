@@ -87,7 +87,6 @@ def checkpoints(tmax: int, timesteps: list[int]) -> list[int]:
 class _Layer:
     def __init__(self, name: str, value: str, size: int, n_points: int):
         self.name, self.value, self.size = name, value, size
-        self.count: np.ndarray | None = None  # (B, size) running spike counts of the batch
         self.rhat: np.ndarray | None = None  # (B, size) ANN-view rates of the batch
         self.err = np.zeros(n_points)  # sum ||r(t) - rhat||^2 per checkpoint
         self.rhat_l1 = self.rhat_l2 = 0.0
@@ -101,11 +100,15 @@ class _Layer:
 
 class Diagnostics:
     """An evaluation observer (runtime.evaluate(observer=...)) that gathers the per-layer
-    statistics above, then `result()` turns them into the diagnostics record."""
+    statistics above from the spike counts the simulator reports at its checkpoints
+    (`marks`), then `result()` turns them into the diagnostics record. It never sees the
+    spike trains themselves, so it costs a few passes over (batch, neurons) per
+    checkpoint, not per step."""
 
     def __init__(self, graph_dict: dict[str, Any], tmax: int, timesteps: list[int]):
         self.tmax = tmax
         self.points = checkpoints(tmax, timesteps)
+        self.marks = list(self.points)
         self.t_in = int(graph_dict.get("meta", {}).get("input_steps", 0) or 0)
         shapes = graph_dict["shapes"]
         self.layers = {op["name"]: _Layer(op["name"], op["out"],
@@ -120,29 +123,27 @@ class Diagnostics:
         for lay in self.layers.values():
             r = rates[lay.value].reshape(len(xb), -1).astype(np.float64)
             lay.rhat = r
-            lay.count = np.zeros_like(r)
             lay.rhat_l1 += float(np.abs(r).sum())
             lay.rhat_l2 += float((r * r).sum())
             lay.ann_above += int((r > 1.0).sum())
             lay.ann_active |= (r > 0).any(axis=0)
 
-    def record(self, name: str, t0: int, chunk: np.ndarray) -> None:
-        lay = self.layers.get(name)
-        if lay is None or lay.count is None or lay.rhat is None:
+    def observe(self, t: int, counts: dict[str, np.ndarray]) -> None:
+        """Spike counts per neuron (B, ...) of every spike source after step t."""
+        if t not in self.points:
             return
-        n, b = chunk.shape[:2]
-        flat = chunk.reshape(n, b, -1)
-        for k, t in enumerate(self.points):
-            if t0 < t <= t0 + n:
-                c = lay.count + flat[: t - t0].sum(axis=0, dtype=np.float64)
-                d = c / self._steps_in(t) - lay.rhat
-                lay.err[k] += float((d * d).sum())
-        lay.count += flat.sum(axis=0, dtype=np.float64)
-        if t0 + n == self.tmax:
-            self._finish_batch(lay)
+        k = self.points.index(t)
+        for lay in self.layers.values():
+            if lay.rhat is None or lay.name not in counts:
+                continue
+            c = counts[lay.name].reshape(len(lay.rhat), -1).astype(np.float64)
+            d = c / self._steps_in(t) - lay.rhat
+            lay.err[k] += float((d * d).sum())
+            if t == self.tmax:
+                self._finish_batch(lay, c)
 
-    def _finish_batch(self, lay: _Layer) -> None:
-        r = lay.count / self._steps_in(self.tmax)
+    def _finish_batch(self, lay: _Layer, count: np.ndarray) -> None:
+        r = count / self._steps_in(self.tmax)
         a = lay.rhat
         lay.sx += float(r.sum())
         lay.sy += float(a.sum())
@@ -150,9 +151,9 @@ class Diagnostics:
         lay.syy += float((a * a).sum())
         lay.sxy += float((r * a).sum())
         lay.n_pairs += r.size
-        lay.saturated += int((lay.count >= SATURATED * self.tmax).sum())
-        lay.fired += lay.count.sum(axis=0)
-        lay.count = lay.rhat = None
+        lay.saturated += int((count >= SATURATED * self.tmax).sum())
+        lay.fired += count.sum(axis=0)
+        lay.rhat = None
 
     def result(self) -> list[dict[str, Any]]:
         rows = []

@@ -1,9 +1,9 @@
 """The compile and evaluate jobs behind the CLI (the public Python API)."""
 from __future__ import annotations
 
+import contextlib
 import io
 import math
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -12,7 +12,8 @@ import numpy as np
 import onnx
 from snnc import __version__
 from snnc.backends import BACKENDS
-from snnc.backends.sim import network, runtime
+from snnc.backends.sim import Simulator, network, runtime
+from snnc.backends.sim.ort_kernels import OrtKernels
 from snnc.calibration import OnnxCalibration, ort_batches, ort_session
 from snnc.data import load_npz
 from snnc.diagnostics import Diagnostics, cost_table, energy, verdicts
@@ -23,9 +24,10 @@ from snnc.ir.graph import Graph
 from snnc.ir.serialize import dumps_json, load_graph
 from snnc.ir.text import print_graph
 from snnc.passes import PassContext
+from snnc.passes.base import Progress
 from snnc.passes.normalize import parse_method
 from snnc.passmanager import parse_pipeline, run_passes
-from snnc.report import layer_table
+from snnc.report import format_table, layer_table
 
 SOURCE_FILE = "source.onnx"
 REPORT_FILE = "report.json"
@@ -124,11 +126,12 @@ class CompileResult:
 def convert(model: onnx.ModelProto, opts: Options, *, calib_x: np.ndarray | None = None,
             print_ir_after_all: io.TextIOBase | None = None, dump_dir: Path | None = None,
             timings: dict[str, float] | None = None, structure_only: bool = False,
-            calibration: OnnxCalibration | None = None
+            calibration: OnnxCalibration | None = None, progress: Progress | None = None
             ) -> tuple[ImportResult, Graph, PassContext]:
     """Import and run the pipeline (no files written). structure_only: no data at all,
     every scale 1 (what `snnc check` needs to find conversion problems). `calibration`
-    (instead of calib_x) reuses activations computed for an earlier conversion."""
+    (instead of calib_x) reuses activations computed for an earlier conversion.
+    progress: a progress reporter for long passes (bias calibration)."""
     imported = import_model(model)
     graph = imported.graph
     if len(graph.inputs) != 1:
@@ -137,7 +140,8 @@ def convert(model: onnx.ModelProto, opts: Options, *, calib_x: np.ndarray | None
     graph.meta["timesteps"] = opts.total_timesteps()
     if calibration is None and calib_x is not None:
         calibration = OnnxCalibration(imported.model, calib_x)
-    ctx = PassContext(calibration=calibration, structure_only=structure_only)
+    ctx = PassContext(calibration=calibration, structure_only=structure_only,
+                      simulator=Simulator(OrtKernels()), progress=progress)
     graph = run_passes(graph, parse_pipeline(opts.pipeline()), ctx,
                        print_ir_after_all=print_ir_after_all, dump_dir=dump_dir,
                        timings=timings)
@@ -148,8 +152,10 @@ def compile_model(model_path: str | Path, out_dir: str | Path | None, *,
                   calib: str | Path | None = None, options: Options | None = None,
                   print_ir_after_all: io.TextIOBase | None = None,
                   dump_ir: str | Path | None = None,
-                  timings: dict[str, float] | None = None) -> CompileResult:
-    """Compile an ONNX model into out_dir (written atomically; nothing on failure)."""
+                  timings: dict[str, float] | None = None,
+                  progress: Progress | None = None) -> CompileResult:
+    """Compile an ONNX model into out_dir (written atomically; nothing on failure).
+    progress: a progress reporter for long passes (bias calibration)."""
     opts = options or Options()
     opts.validate()
     source = Path(model_path)
@@ -168,7 +174,7 @@ def compile_model(model_path: str | Path, out_dir: str | Path | None, *,
     imported, graph, ctx = convert(model, opts, calib_x=calib_x,
                                    print_ir_after_all=print_ir_after_all,
                                    dump_dir=None if dump_ir is None else Path(dump_ir),
-                                   timings=timings)
+                                   timings=timings, progress=progress)
     report = {
         "snnc_version": __version__,
         "source": source.name,
@@ -187,7 +193,8 @@ def compile_model(model_path: str | Path, out_dir: str | Path | None, *,
     files: dict[str, bytes] = {}
     for b in opts.backends:
         # C backend (issue 4): the C backend is named after the model
-        backend = (BACKENDS[b](name=opts.c_name or source.stem, source=source.name)
+        backend = (BACKENDS[b](name=opts.c_name or source.stem, source=source.name,
+                               version=__version__, format_table=format_table)
                    if b == "c" else BACKENDS[b]())
         missing = backend.requires - graph.facts
         if missing:
@@ -236,7 +243,7 @@ def ann_accuracy(model: onnx.ModelProto, x: np.ndarray, y: np.ndarray, batch: in
 
 
 def evaluate(out_dir: str | Path, data: str | Path, timesteps: list[int], *,
-             batch: int = 100, progress: Callable[[int], None] | None = None,
+             batch: int = 100, progress: Progress | None = None,
              diagnose: bool = True, costs: str = "horowitz45nm") -> dict[str, Any]:
     """Simulate a compiled network on labelled data: the `snnc eval` JSON contract
     ("ann_accuracy", "snn") plus, with `diagnose`, the per-layer diagnostics
@@ -258,13 +265,15 @@ def evaluate(out_dir: str | Path, data: str | Path, timesteps: list[int], *,
     model = load_model(source)
     ann = ann_accuracy(model, x, y, batch)
     steps = sorted(set(timesteps))
-    net = network(graph)
+    net = network(graph, OrtKernels())
     obs = Diagnostics(net.g, max(steps), steps) if diagnose else None
-    res = runtime.evaluate(net, x, y, steps, batch=batch, progress=progress, observer=obs)
+    bar = (contextlib.nullcontext(None) if progress is None else
+           progress("simulating", len(x)))
+    with bar as update:
+        res = runtime.evaluate(net, x, y, steps, batch=batch, progress=update, observer=obs)
     out = {"ann_accuracy": ann, "snn": res["snn"], "samples": len(x),
            "accuracy_per_step": res["accuracy_per_step"],
-           "layer_spikes_per_sample": {k: float(np.sum(v)) for k, v in
-                                       res["layer_spikes"].items()}}
+           "layer_spikes_per_sample": res["layer_spikes"]}
     if obs is not None and table is not None:
         tmax = max(steps)
         layers = obs.result()
@@ -349,13 +358,14 @@ def setting_name(o: Options) -> str:
 
 def sweep(model_path: str | Path, calib: str | Path | None, data: str | Path,
           timesteps: list[int], settings: list[Options], *, batch: int = 100,
-          progress: Callable[[int], None] | None = None) -> dict[str, Any]:
+          progress: Progress | None = None) -> dict[str, Any]:
     """Accuracy vs T for several compile settings in one call, to choose settings.
 
     Every setting is compiled in memory (calibration activations computed once) and
     simulated on the same data. shift-bias (b += theta/2T) and bias calibration depend on
     T, so such a setting without --fit is compiled once per T and read at that T only. A --fit T1:T2
-    setting is also read at T1+T2, its natural length."""
+    setting is also read at T1+T2, its natural length. progress: a progress reporter (one
+    bar over every simulation; bias calibration reports its own)."""
     if not timesteps or any(t < 1 for t in timesteps):
         raise SnncError("timesteps must be positive integers, e.g. 8,16,32")
     model = load_model(model_path)
@@ -372,25 +382,31 @@ def sweep(model_path: str | Path, calib: str | Path | None, data: str | Path,
         raise SnncError("the sweep needs calibration data for data-based normalization",
                         hint="pass --calib CALIB.npz, or sweep only --norm clip")
     steps = sorted(set(timesteps))
-    rows = []
+    plans: list[list[tuple[Options, list[int]]]] = []
     for opts in settings:
         fit = opts.fit_steps()
-        plan: list[tuple[Options, list[int]]]
         if (opts.shift_bias or opts.calibrate_bias) and fit is None:
-            plan = [(Options(**{**opts.__dict__, "timesteps": t}), [t]) for t in steps]
+            plans.append([(Options(**{**opts.__dict__, "timesteps": t}), [t]) for t in steps])
         else:
-            plan = [(opts, sorted(set(steps) | ({sum(fit)} if fit else set())))]
-        results: list[dict[str, Any]] = []
-        for o, ts in plan:
-            _, graph, _ = convert(model, o, calibration=calibration)
-            res = runtime.evaluate(network(graph), x, y, ts, batch=batch, progress=progress)
-            results.extend(res["snn"])
-        rows.append({"setting": setting_name(opts),
-                     "options": {"norm": opts.norm, "shift_bias": opts.shift_bias,
-                                 "fit": opts.fit, "reset": opts.reset,
-                                 "v_init": opts.v_init,
-                                 "calibrate_bias": opts.calibrate_bias},
-                     "pipeline": opts.pipeline(), "snn": results})
+            plans.append([(opts, sorted(set(steps) | ({sum(fit)} if fit else set())))])
+    runs = sum(len(p) for p in plans)
+    rows = []
+    bar = (contextlib.nullcontext(None) if progress is None else
+           progress("sweep: simulating", runs * len(x)))
+    with bar as update:
+        for opts, plan in zip(settings, plans):
+            results: list[dict[str, Any]] = []
+            for o, ts in plan:
+                _, graph, _ = convert(model, o, calibration=calibration, progress=progress)
+                res = runtime.evaluate(network(graph, OrtKernels()), x, y, ts, batch=batch,
+                                       progress=update)
+                results.extend(res["snn"])
+            rows.append({"setting": setting_name(opts),
+                         "options": {"norm": opts.norm, "shift_bias": opts.shift_bias,
+                                     "fit": opts.fit, "reset": opts.reset,
+                                     "v_init": opts.v_init,
+                                     "calibrate_bias": opts.calibrate_bias},
+                         "pipeline": opts.pipeline(), "snn": results})
     best = []
     for t in sorted({r["timesteps"] for row in rows for r in row["snn"]}):
         cands = [(r["accuracy"], -i, row["setting"]) for i, row in enumerate(rows)

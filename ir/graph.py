@@ -9,6 +9,7 @@ from typing import Any
 import numpy as np
 from snnc.ir.errors import SnncError
 from snnc.ir.ops import Op, Shape
+from snnc.ir.semantics import carries_spikes
 
 
 @dataclass(frozen=True)
@@ -52,6 +53,17 @@ class Graph:
 
     def shape(self, value: str) -> Shape:
         return self.values[value].shape
+
+    def spike_values(self) -> set[str]:
+        """Values that carry binary spikes (0/1) at every step (ir/semantics.py rules):
+        outputs of IF populations, spiking max-pools, the spiking softmax, Poisson encoders,
+        and data-moving ops over spikes only."""
+        spikes: set[str] = set()
+        for op in self.ops:
+            attrs = {"coding": getattr(op, "coding", None)}
+            if carries_spikes(op.kind, attrs, [v in spikes for v in op.inputs()]):
+                spikes.add(op.out)
+        return spikes
 
     # ---- building -----------------------------------------------------------------
     def fresh_name(self, base: str, taken: set[str] | None = None) -> str:

@@ -11,9 +11,11 @@ output value, `out`, and remembers its ONNX origin (node name) for error message
 Shapes are per sample: the batch dimension is implicit and always leading at run time.
 Spatial ops use the per-sample layout (C, H, W).
 
-Adding an op kind means: a dataclass here, an importer (compiler/frontend.py), a simulator
-kernel (backends/sim/runtime.py) and a golden test; tests/test_registry.py fails until all
-exist.
+Adding an op kind means: a dataclass here, an importer (compiler/frontend.py), an entry in
+the simulator's kernel table (backends/sim/runtime.py KERNELS), a C template or a stated
+reason why there is none (backends/c) and a golden test; tests/test_registry.py fails until
+all exist. Numeric rules shared by several parts (windows, divisors, fixed-point formats,
+which attributes each kind handles) live in ir/semantics.py.
 """
 from __future__ import annotations
 
@@ -22,6 +24,7 @@ from dataclasses import dataclass, field, fields
 from typing import Any, ClassVar
 
 from snnc.ir.errors import SnncError
+from snnc.ir.semantics import spatial_out
 
 Shape = tuple[int, ...]
 
@@ -88,19 +91,6 @@ class Op:
         raise NotImplementedError
 
 
-def _spatial_out(size: int, k: int, stride: int, pad_b: int, pad_e: int, dil: int,
-                 ceil_mode: bool) -> int:
-    span = size + pad_b + pad_e - dil * (k - 1) - 1
-    if ceil_mode:
-        out = -(-span // stride) + 1
-        # ONNX/PyTorch rule: the last window must start inside the input or the begin pad.
-        if (out - 1) * stride >= size + pad_b:
-            out -= 1
-    else:
-        out = span // stride + 1
-    return out
-
-
 class _Windowed:
     """Shared shape rule of Conv and the pooling ops (2-D, layout C,H,W)."""
 
@@ -110,7 +100,7 @@ class _Windowed:
             raise op.error(f"expects a (C, H, W) input per sample, got shape {list(shape)}")
         outs = []
         for i in range(2):
-            o = _spatial_out(shape[1 + i], kernel[i], strides[i], pads[i], pads[2 + i],
+            o = spatial_out(shape[1 + i], kernel[i], strides[i], pads[i], pads[2 + i],
                              dilations[i], ceil_mode)
             if o <= 0:
                 raise op.error(f"window {list(kernel)} does not fit input {list(shape)}")

@@ -29,6 +29,8 @@ Decision: layers are calibrated one after another on a network truncated after t
 (sequential, as in the paper); the cost is about L/2 simulations of the calibration set.
 Decision: at most `samples` calibration inputs are used (the first ones; default 256);
 the estimate is a mean over samples x positions, so a few hundred inputs suffice.
+The simulation goes through the pass context's simulator (PassContext.simulator), the
+same engine as `snnc eval`, batch by batch with global sample indices.
 """
 from __future__ import annotations
 
@@ -41,8 +43,6 @@ from snnc.ir.errors import SnncError
 from snnc.ir.graph import Graph
 from snnc.passes.base import Pass, PassContext
 
-BATCH = 100
-
 
 @dataclass(frozen=True)
 class CalibrateBias(Pass):
@@ -53,8 +53,6 @@ class CalibrateBias(Pass):
     establishes: ClassVar[frozenset[str]] = frozenset({"bias-calibrated"})
 
     def run(self, graph: Graph, ctx: PassContext) -> Graph:
-        from snnc.backends.sim import network  # the simulator is the IR's meaning
-
         if self.timesteps < 1:
             raise SnncError(f"calibrate-bias needs timesteps >= 1, got {self.timesteps}")
         if self.samples < 1:
@@ -67,46 +65,41 @@ class CalibrateBias(Pass):
         if x is None:
             raise SnncError("bias calibration needs calibration data",
                             hint="pass --calib CALIB.npz (a few hundred training inputs)")
+        sim = ctx.simulator
+        if sim is None:
+            raise SnncError("internal: calibrate-bias needs a simulator in its pass context")
         x = np.asarray(x[: self.samples], np.float32)
         t_in = int(g.meta.get("input_steps", 0)) or self.timesteps
         steps = g.meta.get("input_steps", 0)  # the correction lasts as long as the input
-        targets = network(g).run_rates(x, [op.out for op in neurons])
+        targets = sim.rates(g, x, [op.out for op in neurons])
         notes: dict[str, float] = {}
         taken = set(g.values) | set(g.params) | {o.name for o in g.ops}
-        for neuron in neurons:
-            # simulate the network up to (and including) this population
-            upto = next(i for i, op in enumerate(g.ops) if op.name == neuron.name)
-            sub = Graph(list(g.inputs), [neuron.out], g.ops[:upto + 1], g.values, g.params,
-                        g.facts, g.meta)
-            net = network(sub)
-            counts = []
-            for off in range(0, len(x), BATCH):
-                seen: list[np.ndarray] = []
-
-                def record(name: str, t0: int, chunk: np.ndarray, seen=seen,
-                           want=neuron.name) -> None:
-                    if name == want:
-                        seen.append(chunk.sum(axis=0, dtype=np.float64))
-
-                net.simulate(x[off:off + BATCH], self.timesteps, sample_offset=off,
-                             record=record)
-                counts.append(np.sum(seen, axis=0))
-            rate = np.concatenate(counts) / t_in
-            want = np.minimum(targets[neuron.out].astype(np.float64), 1.0)
-            err = _channel_mean(want) - _channel_mean(rate)
-            th = np.asarray(g.params[neuron.threshold], np.float64)
-            shape = g.shape(neuron.x)
-            per_chan = np.broadcast_to(th, shape).reshape(shape[0], -1).mean(axis=1)
-            bias = (err * per_chan).astype(np.float32).reshape((-1,) + (1,) * (len(shape) - 1))
-            out = g.fresh_name(f"{neuron.x}.calib", taken)
-            taken.add(out)
-            cur = O.Current(name=out, out=out, origin=neuron.origin, x=neuron.x,
-                            bias=g.add_param(f"{neuron.name}.calib", bias), steps=steps,
-                            compensation=True)
-            taken.add(cur.bias)
-            g = g.rebuild([op for o in g.ops for op in
-                           ((cur, g.replace(o, x=out)) if o.name == neuron.name else (o,))])
-            notes[neuron.origin or neuron.name] = float(np.abs(err).mean())
+        with ctx.bar("calibrating biases", len(neurons) * len(x)) as progress:
+            for neuron in neurons:
+                # simulate the network up to (and including) this population
+                upto = next(i for i, op in enumerate(g.ops) if op.name == neuron.name)
+                sub = Graph(list(g.inputs), [neuron.out], g.ops[:upto + 1], g.values,
+                            g.params, g.facts, g.meta)
+                counts = sim.spike_counts(sub, x, self.timesteps, [neuron.name],
+                                          progress)[neuron.name]
+                rate = counts / t_in
+                want = np.minimum(targets[neuron.out].astype(np.float64), 1.0)
+                err = _channel_mean(want) - _channel_mean(rate)
+                th = np.asarray(g.params[neuron.threshold], np.float64)
+                shape = g.shape(neuron.x)
+                per_chan = np.broadcast_to(th, shape).reshape(shape[0], -1).mean(axis=1)
+                bias = (err * per_chan).astype(np.float32).reshape(
+                    (-1,) + (1,) * (len(shape) - 1))
+                out = g.fresh_name(f"{neuron.x}.calib", taken)
+                taken.add(out)
+                cur = O.Current(name=out, out=out, origin=neuron.origin, x=neuron.x,
+                                bias=g.add_param(f"{neuron.name}.calib", bias), steps=steps,
+                                compensation=True)
+                taken.add(cur.bias)
+                g = g.rebuild([op for o in g.ops for op in
+                               ((cur, g.replace(o, x=out)) if o.name == neuron.name
+                                else (o,))])
+                notes[neuron.origin or neuron.name] = float(np.abs(err).mean())
         ctx.notes["bias_calibration"] = {"timesteps": self.timesteps, "samples": len(x),
                                          "mean_abs_rate_error_before": notes}
         g.meta["bias_calibration_timesteps"] = self.timesteps

@@ -27,10 +27,9 @@ from typing import ClassVar
 import numpy as np
 from snnc.ir import ops as O
 from snnc.ir.graph import Graph
+from snnc.ir.semantics import MOVES_DATA
 from snnc.passes.base import Pass, PassContext
 from snnc.passes.normalize import is_neuron
-
-SHAPE_ONLY = (O.Flatten, O.Reshape, O.Pad, O.Concat)
 
 
 @dataclass(frozen=True)
@@ -106,7 +105,7 @@ class ConvertToSnn(Pass):
                 final_softmax[op.out] = op.x
             else:
                 ops.append(op)
-                if isinstance(op, SHAPE_ONLY) and all(v in spikes for v in ins):
+                if op.kind in MOVES_DATA and all(v in spikes for v in ins):
                     spikes.add(op.out)
         outputs = []
         lam_out = graph.meta.get("output_lambda", {})

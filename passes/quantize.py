@@ -26,7 +26,7 @@ real value is q / s), recorded in graph.meta["fixed_point"]["scales"]:
     s_out = max(s_i) by an inserted affine with the integer multiplier s_out / s_i (exact);
     a non-integer ratio is refused;
   * if: the threshold becomes theta_q = round(theta * s_in) (>= 1), the initial membrane
-    fixed_v_init(theta_q, v_init) (runtime.py); membranes are int32 with saturation;
+    fixed_v_init(theta_q, v_init) (ir/semantics.py); membranes are int32 with saturation;
   * accumulate: an int64 running sum of its input (the readout), real value q / s.
 The one rounding of the whole lowering is the rounding of weights, biases, multipliers,
 thresholds and the input; everything after it is exact integer arithmetic, identical in
@@ -51,6 +51,7 @@ import numpy as np
 from snnc.ir import ops as O
 from snnc.ir.errors import SnncError
 from snnc.ir.graph import Graph
+from snnc.ir.semantics import HANDLED_ATTRS, avgpool_counts, check_attrs
 from snnc.passes.base import Pass, PassContext
 
 INT32_MAX = 2**31 - 1
@@ -62,58 +63,6 @@ MIN_BITS = 9
 #: bits of an affine multiplier (residual and concat rescales, folded scales)
 AFFINE_BITS = 12
 HINT = "use --arith float"
-# ops that move data only: binary spikes stay binary through them
-_MOVERS = (O.Flatten, O.Reshape, O.Pad, O.Concat)
-
-
-#: the attributes whose meaning the fixed-point lowering, the integer runtime and the C
-#: backend implement, per op kind; an op with any other attribute set to a non-default
-#: value is refused (a new IR feature must not be silently ignored)
-HANDLED_ATTRS: dict[str, frozenset[str]] = {k: frozenset(v) for k, v in {
-    # current.compensation, if.bounded, if.shift: informational (only the rate view of the
-    # diagnostics reads them), nothing to implement
-    "encode": ("coding", "seed", "steps"), "current": ("steps", "compensation"),
-    "if": ("reset", "v_init", "bounded", "shift", "max_spikes"),
-    "spikemaxpool": ("kernel", "strides", "pads", "dilations", "ceil_mode"),
-    "accumulate": (), "conv": ("strides", "pads", "dilations", "groups"), "dense": (),
-    "affine": (), "avgpool": ("kernel", "strides", "pads", "count_include_pad", "ceil_mode"),
-    "add": (), "concat": ("axis",), "flatten": (), "reshape": ("shape",), "pad": ("pads",),
-}.items()}
-
-
-def check_attrs(op: O.Op, what: str, hint: str) -> None:
-    """Refuse an op that sets an attribute `what` does not implement."""
-    from dataclasses import MISSING, fields
-
-    handled = HANDLED_ATTRS.get(op.kind, frozenset())
-    for f in fields(op):
-        if f.metadata.get("role") != "attr" or f.name in handled:
-            continue
-        if f.default is MISSING or getattr(op, f.name) != f.default:
-            raise op.error(f"{what} does not implement attribute "
-                           f"{f.name}={getattr(op, f.name)!r}", hint=hint)
-
-
-def spike_values(graph: Graph) -> set[str]:
-    """Values that carry binary spikes (0/1) at every step: outputs of IF populations,
-    Poisson encoders, spiking max-pools and data-moving ops over spikes only."""
-    spikes: set[str] = set()
-    for op in graph.ops:
-        if isinstance(op, (O.IFNeuron, O.SpikeMaxPool, O.SpikingSoftmax)) or (
-                isinstance(op, O.Encode) and op.coding == "poisson"):
-            spikes.add(op.out)
-        elif isinstance(op, _MOVERS) and all(v in spikes for v in op.inputs()):
-            spikes.add(op.out)
-    return spikes
-
-
-def fixed_v_init(threshold_q: np.ndarray, v_init: float) -> np.ndarray:
-    """Initial membrane of a fixed-point IF population (same formula as the runtime)."""
-    from snnc.backends.sim.runtime import fixed_v_init as rt
-
-    return rt(threshold_q, v_init)
-
-
 def _exp_for(max_abs: float, bits: int) -> int:
     """Largest e with round(max_abs * 2^e) <= 2^(bits-1) - 1."""
     if max_abs <= 0:
@@ -177,7 +126,7 @@ class Quantize(Pass):
             g.params[name] = arr
             return name
 
-        spikes = spike_values(g)
+        spikes = g.spike_values()
         scale: dict[str, float] = {}
         stats: list[dict[str, Any]] = []
         ops: list[O.Op] = []
@@ -243,7 +192,10 @@ class Quantize(Pass):
                 ops.append(g.replace(op, **kw))
                 scale[op.out] = s_out
             elif isinstance(op, O.AvgPool):
-                count = avgpool_counts(op, g.shape(op.x))
+                count = avgpool_counts({"kernel": op.kernel, "strides": op.strides,
+                                        "pads": op.pads, "ceil_mode": op.ceil_mode,
+                                        "count_include_pad": op.count_include_pad},
+                                       g.shape(op.x)[1:])
                 if count.min() != count.max():
                     raise op.error("average pooling whose divisor varies over the output "
                                    "(padding excluded from the count) has no exact "
@@ -319,20 +271,3 @@ class Quantize(Pass):
             raise op.error("a constant overflows int32 in fixed point: the scales this "
                            "layer inherits (weights, rescaled joins, input scaling) leave "
                            "no room for it", hint=HINT) from None
-
-
-def avgpool_counts(op: O.AvgPool, shape: tuple[int, ...]) -> np.ndarray:
-    """The divisor of every output position of an average pool (ONNX semantics, as in the
-    runtime's k_avgpool), shape (OH, OW)."""
-    from snnc.backends.sim.runtime import _op_extra, _pad_hw, _windows
-
-    opd = {"attrs": {"strides": op.strides, "pads": op.pads, "ceil_mode": op.ceil_mode,
-                     "dilations": (1, 1)}}
-    extra = _op_extra(opd, shape[1:], op.kernel)
-    ones = np.ones((1, 1) + tuple(shape[1:]), np.float64)
-    if op.count_include_pad:
-        ones = _pad_hw(ones, op.pads, (0, 0), 1.0)
-        cnt = _windows(_pad_hw(ones, (0, 0, 0, 0), extra, 0.0), op.kernel, op.strides, (1, 1))
-    else:
-        cnt = _windows(_pad_hw(ones, op.pads, extra, 0.0), op.kernel, op.strides, (1, 1))
-    return cnt.sum(axis=(-2, -1))[0, 0].astype(np.int64)

@@ -687,6 +687,7 @@ def test_per_channel_thresholds_and_initial_membranes(tmp_path, arith):
     from snnc.ir.serialize import graph_files
     from snnc.passes import PassContext
     from snnc.passes.quantize import Quantize
+    from snnc.report import format_table
 
     onnx.save(small_cnn(6, residual=True), tmp_path / "m.onnx")
     np.savez(tmp_path / "c.npz", x=_inputs("residual", 32, seed=4))
@@ -706,7 +707,8 @@ def test_per_channel_thresholds_and_initial_membranes(tmp_path, arith):
     if arith == "fixed":
         g = Quantize().run(g, PassContext())
         g.facts.add("fixed-point")
-    files = {**graph_files(g), **CBackend("chan").emit(g)}
+    backend = CBackend("chan", version="test", format_table=format_table)
+    files = {**graph_files(g), **backend.emit(g)}
     out = tmp_path / "out"
     for k, v in files.items():
         (out / k).parent.mkdir(parents=True, exist_ok=True)
@@ -740,7 +742,7 @@ def test_unknown_attributes_are_refused_not_ignored():
     in HANDLED_ATTRS and the C backend refuses a non-default value)."""
     import dataclasses
 
-    from snnc.passes.quantize import HANDLED_ATTRS, check_attrs
+    from snnc.ir.semantics import HANDLED_ATTRS, check_attrs
 
     assert set(HANDLED_ATTRS) == set(TEMPLATES)
     for kind in TEMPLATES:

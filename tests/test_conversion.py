@@ -3,6 +3,8 @@ on real MNIST data, encodings, readouts, and the standalone artifact."""
 from __future__ import annotations
 
 import ast
+import os
+import shutil
 import subprocess
 import sys
 
@@ -123,22 +125,37 @@ def test_reset_modes_differ(tmp_path):
 
 
 def test_artifact_runs_with_numpy_alone(compiled, tmp_path, mnist):
-    src = (compiled / "snn_runtime.py").read_text()
-    imported = set()
-    for node in ast.walk(ast.parse(src)):
-        if isinstance(node, ast.Import):
-            imported |= {a.name.split(".")[0] for a in node.names}
-        elif isinstance(node, ast.ImportFrom):
-            imported.add((node.module or "").split(".")[0])
-    assert imported <= {"__future__", "argparse", "collections", "json", "math", "os", "sys",
-                        "typing",
-                        "numpy"}, imported
+    """OUT/ holds the runtime and the semantics module it loads; together they need
+    numpy and the standard library only, and run from a copy of OUT elsewhere."""
+    for f in ("snn_runtime.py", "snn_semantics.py"):
+        imported = set()
+        for node in ast.walk(ast.parse((compiled / f).read_text())):
+            if isinstance(node, ast.Import):
+                imported |= {a.name.split(".")[0] for a in node.names}
+            elif isinstance(node, ast.ImportFrom):
+                imported.add((node.module or "").split(".")[0])
+        # `snnc` only inside the package (runtime._semantics), never in the standalone run
+        assert imported <= {"__future__", "argparse", "collections", "dataclasses",
+                            "functools", "importlib", "json", "math", "os", "sys", "typing", "numpy",
+                            "snnc"}, (f, imported)
+    copy = tmp_path / "copy"
+    shutil.copytree(compiled, copy)
     np.savez(tmp_path / "d.npz", x=mnist["x"][:50], y=mnist["y"][:50])
-    r = subprocess.run([sys.executable, str(compiled / "snn_runtime.py"), str(compiled),
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
+    # -I: isolated (no user site, no cwd on sys.path); -S: no site-packages but numpy's
+    site_pkgs = os.path.dirname(os.path.dirname(np.__file__))
+    code = ("import sys; sys.path[:0] = [sys.argv.pop(1)]; sys.modules['snnc'] = None; "
+            "import runpy; sys.argv = sys.argv[1:]; "
+            "runpy.run_path(sys.argv[0], run_name='__main__')")
+    r = subprocess.run([sys.executable, "-I", "-S", "-c", code, site_pkgs,
+                        str(copy / "snn_runtime.py"), str(copy),
                         "--data", str(tmp_path / "d.npz"), "--timesteps", "16,32"],
-                       capture_output=True, text=True, cwd=tmp_path)
+                       capture_output=True, text=True, cwd=tmp_path, env=env)
     assert r.returncode == 0, r.stderr
     assert "T=   32 accuracy=" in r.stdout
+    lib = runtime.evaluate(runtime.Network.load(str(compiled)), mnist["x"][:50],
+                           mnist["y"][:50], [32])["snn"][0]
+    assert f"accuracy={lib['accuracy']:.4f}" in r.stdout.splitlines()[-1]
 
 
 def test_maxpool_after_batchnorm_names_the_op_in_the_way(tmp_path):

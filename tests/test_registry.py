@@ -7,13 +7,27 @@ from snnc.ir.ops import OPS
 from snnc.passes import PASSES
 
 
-def test_every_op_kind_has_a_simulator_kernel():
+def test_every_op_kind_has_one_kernel_table_entry():
+    """KERNELS[kind]: ANN-level kinds have a float form; spiking kinds a step form (one
+    for both arithmetics) and a rate view; nothing else is in the table."""
+    assert set(runtime.KERNELS) == set(OPS)
     for kind, cls in OPS.items():
+        k = runtime.KERNELS[kind]
         if cls.spiking:
-            assert kind in runtime.SPIKING_KINDS, kind
+            assert k.step is not None and k.rate is not None, kind
+            assert k.float is None and k.fixed is None, kind
         else:
-            assert kind in runtime.ANN_KERNELS, kind
-    assert set(runtime.ANN_KERNELS) | set(runtime.SPIKING_KINDS) == set(OPS)
+            assert k.float is not None and k.step is None, kind
+
+
+def test_fixed_point_forms_cover_what_quantize_and_the_c_backend_handle():
+    """Every non-spiking kind that the fixed-point lowering keeps (HANDLED_ATTRS) has an
+    integer kernel: the simulator can run whatever the C backend is given."""
+    from snnc.ir.semantics import HANDLED_ATTRS
+
+    for kind in HANDLED_ATTRS:
+        if not OPS[kind].spiking:
+            assert runtime.KERNELS[kind].fixed is not None, kind
 
 
 def test_every_ann_op_kind_is_produced_by_an_importer_or_a_pass():

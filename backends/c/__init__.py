@@ -22,6 +22,7 @@ import json
 import shutil
 import subprocess
 import tempfile
+from collections.abc import Callable
 from functools import cache
 from pathlib import Path
 from typing import Any
@@ -85,26 +86,30 @@ class CBackend:
     name = "c"
     requires = frozenset({"spiking"})
 
-    def __init__(self, name: str = "model", source: str = "an ONNX model"):
+    def __init__(self, name: str = "model", source: str = "an ONNX model", *,
+                 version: str, format_table: Callable[[list[str], list[list[Any]]], str]):
+        """version: snnc's, written into the generated files; format_table(header, rows):
+        the compiler's text-table formatter, for footprint.md (passed in: a backend
+        imports nothing from the compiler)."""
         self.c_name = sanitize(name, 24)
         self.source = source
+        self.version = version
+        self.format_table = format_table
         self.footprint_totals: dict[str, Any] = {}
 
     def emit(self, graph: Graph) -> dict[str, bytes]:
         plan = plan_graph(graph, self.c_name)
-        files = render(plan, graph, self.source)
+        files = render(plan, graph, self.source, self.version)
         fp = footprint(plan, files)
         self.footprint_totals = fp["total"]
         fp["quantization"] = graph.meta.get("fixed_point", {}).get("layers", None)
         files["footprint.json"] = (json.dumps(fp, indent=1) + "\n").encode()
-        files["footprint.md"] = (format_footprint(fp) + "\n").encode()
+        files["footprint.md"] = (format_footprint(fp, self.format_table) + "\n").encode()
         return {f"{OUT_DIR}/{k}": v for k, v in sorted(files.items())}
 
 
-def render(plan: Plan, graph: Graph, source: str = "an ONNX model") -> dict[str, bytes]:
+def render(plan: Plan, graph: Graph, source: str, version: str) -> dict[str, bytes]:
     """The C sources of a plan: {file name: bytes}."""
-    from snnc import __version__
-
     env = _env()
     n = plan.name
     init_blocks, const_blocks, step_blocks = [], [], []
@@ -123,7 +128,7 @@ def render(plan: Plan, graph: Graph, source: str = "an ONNX model") -> dict[str,
     arrays = [{"ctype": a.ctype, "symbol": a.symbol, "size": int(a.values.size),
                "comment": comment(f"{a.what} of {a.owner}"),
                "body": _array_body(a.values, a.ctype != "float")} for a in plan.arrays]
-    common = {"name": n, "version": __version__,
+    common = {"name": n, "version": version,
               "source": comment(source),
               "fixed": plan.fixed, "n_spike_layers": len(plan.spike_layers),
               "input_size": plan.input_size, "output_size": plan.output_size}
@@ -240,10 +245,9 @@ def arm_sizes(name: str, files: dict[str, bytes], weights_bytes: int | None = No
     return out
 
 
-def format_footprint(fp: dict[str, Any]) -> str:
-    """The footprint as a markdown table (also printed by the CLI)."""
-    from snnc.report import format_table
-
+def format_footprint(fp: dict[str, Any],
+                     format_table: Callable[[list[str], list[list[Any]]], str]) -> str:
+    """The footprint as a table (also printed by the CLI)."""
     # ONNX names can hold anything: one printable line each (the comment() escaping)
     rows = [[comment(r["layer"]), r["kind"], r["flash_bytes"], r["ram_bytes"],
              r["step_buffer_bytes"]]

@@ -36,11 +36,10 @@ from typing import Any
 
 import numpy as np
 from snnc.backends.c.names import Namer, c_float, c_int, c_string, comment
-from snnc.backends.sim.runtime import fixed_v_init
 from snnc.ir import ops as O
 from snnc.ir.errors import SnncError
 from snnc.ir.graph import Graph
-from snnc.passes.quantize import HANDLED_ATTRS, avgpool_counts, check_attrs, spike_values
+from snnc.ir.semantics import HANDLED_ATTRS, avgpool_counts, check_attrs, fixed_v_init
 
 SIZES = {"uint8_t": 1, "int16_t": 2, "uint16_t": 2, "int32_t": 4, "uint32_t": 4, "float": 4,
          "int64_t": 8}
@@ -148,7 +147,7 @@ class Planner:
                   "weight": "int32_t" if self.fixed else "float"}
         self.members = Namer()
         self.symbols = Namer()
-        self.spikes = spike_values(graph)
+        self.spikes = graph.spike_values()
         self.bound: dict[str, float] = {graph.inputs[0]: 2 ** 15}
         self.sparse: set[str] = set()
         self.values: dict[str, dict[str, Any]] = {}
@@ -523,7 +522,10 @@ class Planner:
 
     def _op_avgpool(self, op: O.AvgPool, idx, p, ins, shape):
         self._pool(op, p, shape)
-        cnt = avgpool_counts(op, self.g.shape(op.x))
+        cnt = avgpool_counts({"kernel": op.kernel, "strides": op.strides, "pads": op.pads,
+                              "ceil_mode": op.ceil_mode,
+                              "count_include_pad": op.count_include_pad},
+                             self.g.shape(op.x)[1:])
         p["DH"] = p["DW"] = 1
         p["count"] = None
         p["cnt"] = None

@@ -1,23 +1,31 @@
 """The NumPy reference simulator backend (the executable definition of the IR).
 
-`runtime.py` beside this file holds all semantics and depends on numpy alone; this module
-adapts in-memory `Graph` objects to it and emits the runnable artifact.
+`runtime.py` beside this file holds the semantics (its kernel table, with the shared
+numeric rules of ir/semantics.py) and depends on numpy alone; this module adapts in-memory
+`Graph` objects to it, offers the public simulator interface that passes and the driver
+use (`Simulator`), and emits the runnable artifact (the runtime and the semantics module,
+copied into OUT/).
 """
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 from snnc.backends.sim import runtime
+from snnc.ir import semantics
 from snnc.ir.graph import Graph
 from snnc.ir.serialize import graph_files, graph_to_dict
 
 RUNTIME_FILE = "snn_runtime.py"
+SEMANTICS_FILE = "snn_semantics.py"
 
 
-def network(graph: Graph) -> runtime.Network:
-    """A runtime Network over an in-memory graph (weights shared, not copied)."""
-    return runtime.Network(graph_to_dict(graph), graph.params)
+def network(graph: Graph, accel: Any = None) -> runtime.Network:
+    """A runtime Network over an in-memory graph (weights shared, not copied). accel:
+    faster linear kernels (e.g. backends/sim/ort_kernels.OrtKernels)."""
+    return runtime.Network(graph_to_dict(graph), graph.params, accel)
 
 
 def interpret(graph: Graph, feeds: dict[str, np.ndarray],
@@ -35,6 +43,38 @@ def interpret(graph: Graph, feeds: dict[str, np.ndarray],
     return {n: res[v] for n, v in zip(names, graph.outputs)}
 
 
+class Simulator:
+    """The simulator as passes see it (through PassContext.simulator): the IR's meaning
+    on in-memory graphs, batch by batch. accel: faster linear kernels with the same
+    meaning (see runtime.Network)."""
+
+    def __init__(self, accel: Any = None, batch: int = 100):
+        self.accel = accel
+        self.batch = batch
+
+    def rates(self, graph: Graph, x: np.ndarray, values: list[str]) -> dict[str, np.ndarray]:
+        """The spiking graph's ANN view on inputs x: each named value as the rate per step
+        that the SNN approximates (runtime.Network.run_rates)."""
+        return network(graph).run_rates(x, values)
+
+    def spike_counts(self, graph: Graph, x: np.ndarray, timesteps: int, ops: list[str],
+                     progress: Callable[[int], None] | None = None
+                     ) -> dict[str, np.ndarray]:
+        """Spikes per neuron, (N, ...) float64, of the named spiking ops after simulating
+        inputs x for `timesteps` steps (global sample indices 0..N-1)."""
+        net = network(graph, self.accel)
+        parts: dict[str, list[np.ndarray]] = {name: [] for name in ops}
+        for off, xb, _ in runtime.batches(x, None, self.batch):
+            def take(t: int, counts: dict[str, np.ndarray]) -> None:
+                for name in ops:
+                    parts[name].append(counts[name].astype(np.float64))
+
+            net.simulate(xb, timesteps, sample_offset=off, observe=take)
+            if progress is not None:
+                progress(len(xb))
+        return {name: np.concatenate(p) for name, p in parts.items()}
+
+
 class SimBackend:
     """Writes the IR disk form plus the numpy-only runtime, so OUT/ runs on its own."""
 
@@ -44,4 +84,5 @@ class SimBackend:
     def emit(self, graph: Graph) -> dict[str, bytes]:
         files = graph_files(graph)
         files[RUNTIME_FILE] = Path(runtime.__file__).read_bytes()
+        files[SEMANTICS_FILE] = Path(semantics.__file__).read_bytes()
         return files

@@ -1,108 +1,150 @@
 """snnc NumPy runtime: the executable meaning of the snnc IR.
 
 This file depends on numpy alone. snnc imports it as its reference simulator and copies it
-verbatim into every compiled OUT/ directory as `snn_runtime.py`, so a compiled network runs
+verbatim into every compiled OUT/ directory as `snn_runtime.py`, beside the shared numeric
+rules (`snn_semantics.py`, a copy of snnc's ir/semantics.py), so a compiled network runs
 anywhere numpy does:
 
     python OUT/snn_runtime.py OUT --data test.npz --timesteps 8,16,32
 
 It executes the on-disk IR form (graph.json + params.npz, see ir/serialize.py).
 
+Every op kind has one entry in the kernel table KERNELS: its float form and its
+fixed-point form (ANN-level and linear ops, on batch-leading arrays), and for spiking ops
+the step form (a chunk of time steps, stateful) and the rate view (what the op computes
+in rate terms, for diagnostics). Adding an op kind adds an entry, not branches.
+
 Two modes:
   * run_ann(): evaluates ANN-level ops on batch-leading arrays (used by the differential
     tests against onnxruntime, and after every ANN-preserving pass).
-  * simulate(): runs a spiking graph for T steps. Feed-forward graphs run layer-major: all
-    steps of a time chunk go through one op as one batched matmul/conv, then the cheap
-    neuron scan over time. Signals are (T_chunk, B, ...) arrays; a signal constant in time
-    (the analog input current and whatever linear ops compute from it) is kept as
-    (1, B, ...) and computed once.
-Coding lives in the spiking ops (encode, if, spikemaxpool, accumulate); nothing here
-assumes rate coding outside them.
+  * simulate(): runs a spiking graph for T steps, layer-major over chunks of time steps:
+    every linear op (conv, dense, pooling ...) sees the whole chunk as one (steps x batch)
+    batch, one GEMM per layer and chunk, then each neuron population scans its chunk.
+    Signals are (steps, B, ...) arrays; a signal constant in time (the analog input current
+    and whatever linear ops compute from it) is (1, B, ...), computed once.
+Coding lives in the spiking ops (encode, current, if, spikemaxpool, accumulate,
+spikesoftmax); nothing here assumes rate coding outside them.
+
+Arithmetic: float32, or, for a graph with the fact "fixed-point" (passes/quantize.py),
+exact integer arithmetic (int64 values, int32 saturation), the same operations as the
+generated C code, so both agree spike for spike. The linear kernels of a Network can be
+replaced by faster ones with the same meaning (snnc eval passes onnxruntime's; see
+`Network(accel=...)`): float results then differ only by summation order, fixed-point
+results not at all.
+
+Determinism: the same network, input, flags and batch give identical outputs. Across batch
+sizes, what is computed by exact arithmetic is identical (fixed point; Poisson input
+spikes, which are a pure function of seed, sample, step and neuron; the spiking-softmax
+draws); float32 currents differ by summation order (BLAS sums a batch of 12 in another
+order than 5 + 7), so membranes differ by rounding, readouts agree within a relative
+1e-4 and a spike can move where a membrane sits on its threshold.
 """
 from __future__ import annotations
 
+import functools
 import json
 import math
 import os
 import sys
 from collections.abc import Callable, Iterator
-from typing import Any
+from dataclasses import dataclass
+from typing import Any, NamedTuple
 
 import numpy as np
 
+
+def _semantics() -> Any:
+    """snnc's ir/semantics.py inside the package; its copy `snn_semantics.py` beside this
+    file when this file runs standalone from an OUT/ directory."""
+    if __package__ == "snnc.backends.sim":
+        from snnc.ir import semantics
+
+        return semantics
+    import importlib.util
+
+    path = os.path.join(os.path.dirname(os.path.abspath(__file__)), "snn_semantics.py")
+    spec = importlib.util.spec_from_file_location("snn_semantics", path)
+    if spec is None or spec.loader is None:
+        raise ImportError(f"cannot load {path}")
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod
+
+
+S = _semantics()
 FORMAT, VERSION = "snnc-ir", 1
 F32 = np.float32
-
-# ------------------------------------------------------------------ window helpers --------
-
-
-def _ceil_extra(size: int, k: int, s: int, pb: int, pe: int, d: int, ceil_mode: bool) -> int:
-    """Extra end padding that ceil_mode needs so that every output window exists."""
-    if not ceil_mode:
-        return 0
-    span = size + pb + pe - d * (k - 1) - 1
-    out = -(-span // s) + 1
-    if (out - 1) * s >= size + pb:
-        out -= 1
-    need = (out - 1) * s + d * (k - 1) + 1
-    return max(0, need - (size + pb + pe))
-
-
-def _pad_hw(x: np.ndarray, pads, extra=(0, 0), value: float = 0.0) -> np.ndarray:
-    t, left, b, r = pads
-    if not (t or left or b or r or extra[0] or extra[1]):
-        return x
-    width = [(0, 0)] * (x.ndim - 2) + [(t, b + extra[0]), (left, r + extra[1])]
-    return np.pad(x, width, constant_values=value)
+I64 = np.int64
+#: working memory of one time chunk (the arrays of the largest layer for all its steps,
+#: im2col buffers included); a chunk holds fewer steps when the batch or layers are large
+CHUNK_BYTES = 1 << 27
+#: elements per block of the neuron scans: a block's membrane, input and spike rows stay
+#: in the core's L2 cache through the scan over the chunk's steps
+SCAN_BLOCK = 1 << 16
+#: exactness bounds of integer sums in floating point (below them BLAS is exact)
+_F32_EXACT, _F64_EXACT = 2.0 ** 24, 2.0 ** 52
+# re-exported: part of the runtime's public surface (tests, the C backend bench)
+quantize_input = S.quantize_input
+fixed_v_init = S.fixed_v_init
+poisson_uniform = S.poisson_uniform
 
 
-def _op_extra(op: dict, hw, kernel) -> tuple[int, int]:
-    """The ceil_mode end padding of a windowed op (conv or pool) on spatial size hw."""
-    a = op["attrs"]
-    d = a.get("dilations", (1, 1))
-    return tuple(_ceil_extra(hw[i], kernel[i], a["strides"][i], a["pads"][i],
-                             a["pads"][2 + i], d[i], a.get("ceil_mode", False))
-                 for i in range(2))
+class Signal(NamedTuple):
+    """A value during simulation."""
+
+    data: np.ndarray  # (steps, B, ...) or, when const, (1, B, ...)
+    const: bool  # the same at every step of the chunk
+    spikes: bool  # binary spikes at every step
 
 
-def _windows(x: np.ndarray, k, s, d) -> np.ndarray:
-    """View (..., C, OH, OW, kh, kw) of a padded (..., C, H, W) array."""
-    kh, kw = k
-    eh, ew = d[0] * (kh - 1) + 1, d[1] * (kw - 1) + 1
-    v = np.lib.stride_tricks.sliding_window_view(x, (eh, ew), axis=(-2, -1))
-    return v[..., :: s[0], :: s[1], :: d[0], :: d[1]]
-
-
-# ------------------------------------------------------------------ ANN kernels -----------
+# ------------------------------------------------------------------ float kernels ---------
 # Each kernel: (op record, params, list of input arrays with leading batch) -> array.
+
+def conv2d(x: np.ndarray, w: np.ndarray, attrs, dtype: Any = F32,
+           budget: int = CHUNK_BYTES // 4) -> np.ndarray:
+    """2-D convolution of x (N, C, H, W) with w (O, C/groups, kh, kw), no bias, computed
+    in `dtype`: im2col into (K, rows) columns for as many samples as `budget` bytes of
+    columns hold, then one (O, K) @ (K, rows) GEMM per slice (per group)."""
+    o, cg, kh, kw = w.shape
+    g = attrs["groups"]
+    n, c = x.shape[:2]
+    xp = S.pad_hw(x.astype(dtype, copy=False), attrs["pads"])
+    w = w.astype(dtype, copy=False)
+    if (kh, kw) == (1, 1) and tuple(attrs["strides"]) == (1, 1) and g == 1:
+        h, wd = xp.shape[2:]
+        return np.matmul(w.reshape(o, c), xp.reshape(n, c, h * wd)).reshape(n, o, h, wd)
+    win = S.windows(xp, (kh, kw), attrs["strides"], attrs["dilations"])  # n c oh ow kh kw
+    oh, ow = win.shape[2:4]
+    if g == c and cg == 1:  # depthwise (o = c * multiplier)
+        m = o // c
+        y = np.einsum("bchwij,cmij->bcmhw", win, w.reshape(c, m, kh, kw), optimize=True)
+        return y.reshape(n, o, oh, ow)
+    og, k = o // g, cg * kh * kw
+    wg = w.reshape(g, og, k)
+    y = np.empty((n, o, oh, ow), dtype)
+    per = max(1, budget // max(1, g * k * oh * ow * xp.itemsize))
+    for s0 in range(0, n, per):
+        m = min(per, n - s0)
+        # columns ordered (group, K, sample, position): one (og, K) @ (K, m*P) GEMM
+        cols = np.ascontiguousarray(
+            win[s0:s0 + m].reshape(m, g, cg, oh, ow, kh, kw)
+            .transpose(1, 2, 5, 6, 0, 3, 4)).reshape(g, k, m * oh * ow)
+        part = np.matmul(wg, cols).reshape(g, og, m, oh, ow)
+        y[s0:s0 + m] = part.transpose(2, 0, 1, 3, 4).reshape(m, o, oh, ow)
+    return y
+
+
+def exact_dtype(max_abs_x: float, w: np.ndarray) -> Any:
+    """The cheapest type in which a sum of products of integers x (|x| <= max_abs_x) with
+    the integer weights w (O, ...) is exact in any order: float32 below 2^24, float64
+    below 2^52, else int64."""
+    bound = max_abs_x * float(np.abs(w.astype(np.float64)).reshape(w.shape[0], -1)
+                              .sum(axis=1).max(initial=0))
+    return F32 if bound < _F32_EXACT else np.float64 if bound < _F64_EXACT else I64
 
 
 def k_conv(op, P, xs):
-    x = xs[0]
-    a = op["attrs"]
-    w = P[op["params"]["weight"]]
-    o, cg, kh, kw = w.shape
-    g = a["groups"]
-    b, c = x.shape[:2]
-    xp = _pad_hw(x, a["pads"])
-    if (kh, kw) == (1, 1) and tuple(a["strides"]) == (1, 1) and g == 1:
-        h, wd = xp.shape[2:]
-        y = np.matmul(w.reshape(o, c), xp.reshape(b, c, h * wd)).reshape(b, o, h, wd)
-    elif g == c and cg == 1:  # depthwise (o = c * multiplier)
-        win = _windows(xp, (kh, kw), a["strides"], a["dilations"])
-        m = o // c
-        y = np.einsum("bchwij,cmij->bcmhw", win,
-                      w.reshape(c, m, kh, kw), optimize=True)
-        y = y.reshape(b, o, *y.shape[3:])
-    else:
-        # im2col in (K, positions) order so the GEMM writes (O, OH*OW) directly: no
-        # transpose of the output, and the column copy reads memory almost sequentially.
-        win = _windows(xp, (kh, kw), a["strides"], a["dilations"])  # b c oh ow kh kw
-        oh, ow = win.shape[2:4]
-        og = o // g
-        cols = win.transpose(0, 1, 4, 5, 2, 3).reshape(b, g, cg * kh * kw, oh * ow)
-        wg = w.reshape(g, og, cg * kh * kw)
-        y = np.matmul(wg[None], cols).reshape(b, o, oh, ow)
+    y = conv2d(xs[0], P[op["params"]["weight"]], op["attrs"])
     bias = op["params"].get("bias")
     if bias:
         y += P[bias][:, None, None]
@@ -145,34 +187,15 @@ def k_clip(op, P, xs):
                    ).astype(F32, copy=False)
 
 
-def _pool_view(op, x, value, dil=(1, 1)):
-    a = op["attrs"]
-    k, s, pads = a["kernel"], a["strides"], a["pads"]
-    extra = _op_extra(op, x.shape[-2:], k)
-    return _windows(_pad_hw(x, pads, extra, value), k, s, dil), extra
-
-
 def k_maxpool(op, P, xs):
-    win, _ = _pool_view(op, xs[0], -np.inf, op["attrs"]["dilations"])
-    return win.max(axis=(-2, -1))
+    return S.pool_windows(op["attrs"], xs[0], -np.inf).max(axis=(-2, -1))
 
 
 def k_avgpool(op, P, xs):
-    a = op["attrs"]
     x = xs[0]
-    win, extra = _pool_view(op, x, 0.0)
-    total = win.sum(axis=(-2, -1), dtype=F32)
-    # The divisor counts real inputs, plus explicit pads when count_include_pad; never the
-    # extra end padding ceil_mode adds (ONNX/PyTorch semantics).
-    ones = np.ones((1, 1) + x.shape[2:], F32)
-    if a["count_include_pad"]:
-        ones = _pad_hw(ones, a["pads"], (0, 0), 1.0)
-        cnt = _windows(_pad_hw(ones, (0, 0, 0, 0), extra, 0.0), a["kernel"], a["strides"],
-                       (1, 1))
-    else:
-        cnt = _windows(_pad_hw(ones, a["pads"], extra, 0.0), a["kernel"], a["strides"],
-                       (1, 1))
-    return (total / cnt.sum(axis=(-2, -1))).astype(F32, copy=False)
+    total = S.pool_windows(op["attrs"], x, 0.0).sum(axis=(-2, -1), dtype=F32)
+    return (total / S.avgpool_counts(op["attrs"], x.shape[-2:]).astype(F32)
+            ).astype(F32, copy=False)
 
 
 def k_add(op, P, xs):
@@ -208,18 +231,58 @@ def k_softmax(op, P, xs):
     return (e / e.sum(axis=-1, keepdims=True)).reshape(x.shape).astype(F32, copy=False)
 
 
-ANN_KERNELS: dict[str, Callable] = {
-    "conv": k_conv, "dense": k_dense, "batchnorm": k_batchnorm, "affine": k_affine,
-    "relu": k_relu, "clip": k_clip, "maxpool": k_maxpool, "avgpool": k_avgpool,
-    "add": k_add, "concat": k_concat, "flatten": k_flatten, "reshape": k_reshape,
-    "pad": k_pad, "softmax": k_softmax,
-}
+# ------------------------------------------------------------------ fixed-point kernels ---
+# Values are int64 arrays; the scale of every value is in meta["fixed_point"]["scales"].
 
-# stateful spiking ops, executed over time by Network._step_op
-SPIKING_KINDS = ("encode", "current", "if", "spikemaxpool", "accumulate", "spikesoftmax")
-# spiking ops whose output spikes are counted (per layer, and as SynOps at their fan-out)
-SPIKE_SOURCES = ("if", "spikesoftmax")
+def int_matmul(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """Exact integer a @ b (int64), in the cheapest exact type (see exact_dtype)."""
+    t = exact_dtype(float(np.abs(a).max(initial=0)), b.T)
+    return np.matmul(a.astype(t), b.astype(t)).astype(I64)
 
+
+def ki_conv(op, P, xs):
+    x = xs[0]
+    w = P[op["params"]["weight"]]
+    y = conv2d(x, w, op["attrs"], exact_dtype(float(np.abs(x).max(initial=0)), w)
+               ).astype(I64)
+    bias = op["params"].get("bias")
+    if bias:
+        y += P[bias].astype(I64)[:, None, None]
+    return S.sat32(y)
+
+
+def ki_dense(op, P, xs):
+    y = int_matmul(xs[0], P[op["params"]["weight"]].T)
+    bias = op["params"].get("bias")
+    if bias:
+        y += P[bias].astype(I64)
+    return S.sat32(y)
+
+
+def ki_affine(op, P, xs):
+    y = xs[0].astype(I64)
+    if op["params"].get("scale"):
+        y = y * P[op["params"]["scale"]].astype(I64)
+    if op["params"].get("shift"):
+        y = y + P[op["params"]["shift"]].astype(I64)
+    return S.sat32(y)
+
+
+def ki_avgpool(op, P, xs):
+    """Fixed point: the window sum (the divisor is folded into the value's scale)."""
+    return S.sat32(S.pool_windows(op["attrs"], xs[0].astype(I64), 0).sum(axis=(-2, -1)))
+
+
+def ki_add(op, P, xs):
+    y = xs[0].astype(I64)
+    for x in xs[1:]:
+        y = y + x
+    return S.sat32(y)
+
+
+# ------------------------------------------------------------------ rate views ------------
+# What a spiking op computes in rate terms (its ANN view): the function the SNN
+# approximates by firing rates, used by the diagnostics and bias calibration.
 
 def _softmax_flat(x: np.ndarray) -> np.ndarray:
     f = x.reshape(x.shape[0], -1).astype(np.float64)
@@ -227,186 +290,343 @@ def _softmax_flat(x: np.ndarray) -> np.ndarray:
     return e / e.sum(axis=1, keepdims=True)
 
 
-def _rate_view(op, P, xs):
-    """What a spiking op computes in rate terms (its ANN view): the function the SNN
-    approximates by firing rates. Used for diagnostics (Ding's K curve, correlation)."""
-    kind, x = op["kind"], xs[0]
-    if kind == "encode":
-        return np.clip(x, 0, 1) if op["attrs"]["coding"] == "poisson" else x
-    if kind == "current":
-        if op["attrs"].get("compensation"):
-            return x
-        return (x + P[op["params"]["bias"]]).astype(F32, copy=False)
-    if kind == "if":
-        r = np.maximum(x - F32(op["attrs"].get("shift", 0.0)), 0) / P[op["params"]["threshold"]]
-        if op["attrs"].get("bounded"):
-            r = np.minimum(r, 1)
-        return r.astype(F32, copy=False)
-    if kind == "spikemaxpool":
-        return k_maxpool(op, P, xs)
-    if kind == "spikesoftmax":
-        return _softmax_flat(x).reshape(x.shape).astype(F32)
-    return x  # accumulate: the readout of a rate is the rate
-# ops that only move data: spikes stay spikes through them
-SHAPE_ONLY = {"flatten", "reshape", "pad", "concat"}
+def r_encode(op, P, xs):
+    return np.clip(xs[0], 0, 1) if op["attrs"]["coding"] == "poisson" else xs[0]
 
 
-def _window_winner(cview: np.ndarray, sview: np.ndarray, dtype: Any) -> np.ndarray:
-    """Spiking max-pool gate: per window (views (..., kh, kw)), the spike of the tap with
-    the highest running count, the first tap on ties."""
-    kh, kw = cview.shape[-2:]
-    best = cview.max(axis=(-2, -1))
-    out = np.zeros(best.shape, dtype)
-    free = np.ones(best.shape, bool)  # window not yet assigned (first tap wins)
+def r_current(op, P, xs):
+    if op["attrs"].get("compensation"):  # a correction of the SNN, not part of the ANN
+        return xs[0]
+    return (xs[0] + P[op["params"]["bias"]]).astype(F32, copy=False)
+
+
+def r_if(op, P, xs):
+    r = (np.maximum(xs[0] - F32(op["attrs"].get("shift", 0.0)), 0)
+         / P[op["params"]["threshold"]])
+    if op["attrs"].get("bounded"):
+        r = np.minimum(r, 1)
+    return r.astype(F32, copy=False)
+
+
+def r_identity(op, P, xs):
+    return xs[0]  # accumulate: the readout of a rate is the rate
+
+
+def r_spikesoftmax(op, P, xs):
+    return _softmax_flat(xs[0]).reshape(xs[0].shape).astype(F32)
+
+
+def r_sumpool(op, P, xs):
+    """The fixed-point average pool (a window sum) in rate terms."""
+    return S.pool_windows(op["attrs"], xs[0], 0.0).sum(axis=(-2, -1), dtype=F32)
+
+
+# ------------------------------------------------------------------ step kernels ----------
+class Chunk:
+    """What a step kernel sees: `n` steps starting after step t0, of a batch of b samples
+    (global indices `samples`), the op's state carried across chunks, the arithmetic."""
+
+    __slots__ = ("n", "t0", "b", "state", "samples", "fixed", "P", "input_bits", "kern")
+
+    def __init__(self, n, t0, b, state, samples, fixed, P, input_bits, kern):
+        self.n, self.t0, self.b, self.state = n, t0, b, state
+        self.samples, self.fixed, self.P, self.input_bits = samples, fixed, P, input_bits
+        #: op name -> its prepared array kernel (a spiking max-pool's window maximum)
+        self.kern = kern
+
+    @property
+    def dtype(self) -> Any:
+        return I64 if self.fixed else F32
+
+    def live(self, steps: int) -> int:
+        """Steps of this chunk within the first `steps` steps (0: every step)."""
+        return self.n if not steps else max(0, min(self.n, steps - self.t0))
+
+    def full(self, sig: Signal) -> np.ndarray:
+        """The signal's data with a step axis of length n (a view when constant)."""
+        d = sig.data
+        return np.broadcast_to(d, (self.n,) + d.shape[1:]) if sig.const else d
+
+
+def s_encode(c: Chunk, op, ins):
+    """Input coding. analog: x (quantized to 2^F in fixed point) is a current at every
+    live step. poisson: a spike where a counter-based uniform draw is below clip(x, 0, 1)
+    (in fixed point: the 24-bit integer draw against x_q << (24 - F))."""
+    data = ins[0].data[0]
+    a = op["attrs"]
+    live = c.live(a.get("steps", 0))
+    key = "const:" + op["name"]
+    if a["coding"] != "poisson" and live == c.n:  # the same every chunk: computed once
+        hit = c.state.get(key)
+        if hit is not None and hit[0] is ins[0].data:
+            return hit[1]
+    if c.fixed:
+        data = S.quantize_input(data, c.input_bits).astype(I64)
+    shape = data.shape
+    if a["coding"] != "poisson":
+        if live == c.n:
+            out = Signal(data[None], True, False)
+            c.state[key] = (ins[0].data, out)
+            return out
+        if live == 0:
+            return Signal(np.zeros((1,) + shape, c.dtype), True, False)
+        out = np.zeros((c.n,) + shape, c.dtype)
+        out[:live] = data
+        return Signal(out, False, False)
+    out = np.zeros((c.n,) + shape, c.dtype)  # spike sources are never const (SynOps)
+    if c.fixed:
+        lim = (np.clip(data.reshape(c.b, -1), 0, 1 << c.input_bits)
+               << (24 - c.input_bits))
+    else:
+        lim = np.clip(data.reshape(c.b, -1), 0, 1)
+    for i in range(live):
+        u = S.poisson_uniform(a["seed"], c.samples, c.t0 + i, lim.shape[1])
+        if c.fixed:
+            u = S.poisson_draw_int(u)
+        out[i] = (u < lim).reshape(shape)
+    return Signal(out, False, True)
+
+
+def s_current(c: Chunk, op, ins):
+    """x + bias during the first `steps` steps (finite input time), x after."""
+    sig = ins[0]
+    bias = c.P[op["params"]["bias"]].astype(c.dtype)
+    live = c.live(op["attrs"]["steps"])
+    if live == 0:
+        return sig
+    if live == c.n:
+        if sig.const:  # the same every chunk while the input is: computed once
+            key = "const:" + op["name"]
+            hit = c.state.get(key)
+            if hit is not None and hit[0] is sig.data:
+                return hit[1]
+            out = Signal(_add_bias(sig.data, bias, c.fixed), True, False)
+            c.state[key] = (sig.data, out)
+            return out
+        return Signal(_add_bias(sig.data, bias, c.fixed), False, False)
+    out = np.array(c.full(sig), c.dtype)
+    out[:live] = _add_bias(out[:live], bias, c.fixed)
+    return Signal(out, False, False)
+
+
+def _add_bias(x: np.ndarray, bias: np.ndarray, fixed: bool) -> np.ndarray:
+    return S.sat32(x + bias) if fixed else (x + bias).astype(F32, copy=False)
+
+
+def s_if(c: Chunk, op, ins):
+    """Integrate-and-fire: V += I; spike where V >= theta (at most one spike per step, at
+    most max_spikes over the run); then V -= theta (subtract) or V = 0 (zero). Fixed
+    point: V saturates to int32 after the addition."""
+    sig = ins[0]
+    a = op["attrs"]
+    th = c.P[op["params"]["threshold"]].astype(c.dtype)
+    name = op["name"]
+    shape = sig.data.shape[1:]
+    v = c.state.get(name)
+    if v is None:
+        v = np.empty(shape, c.dtype)
+        v[...] = S.fixed_v_init(th, a["v_init"]) if c.fixed else th * F32(a["v_init"])
+        c.state[name] = v
+    cap = a.get("max_spikes", 0)
+    count = c.state.setdefault(name + ".count", np.zeros(shape, c.dtype)) if cap else None
+    out = np.empty((c.n,) + shape, c.dtype)
+    _if_scan(v, sig.data, sig.const, th, a["reset"] == "zero", cap, count, out, c.fixed)
+    return Signal(out, False, True)
+
+
+def _if_scan(v, data, const, th, zero, cap, count, out, fixed):
+    """The IF recurrence over the chunk, block by block of samples so that a block's
+    membrane and spike rows stay in cache through all steps. In place on v (and count);
+    spikes into out (n, B, ...)."""
+    n, b = out.shape[:2]
+    per = max(1, v[0].size)
+    bb = max(1, SCAN_BLOCK // per)
+    unit = not fixed and th.ndim == 0 and th == 1
+    tmp = np.empty((min(bb, b),) + v.shape[1:], v.dtype)
+    for s0 in range(0, b, bb):
+        s1 = min(b, s0 + bb)
+        vb, t = v[s0:s1], tmp[: s1 - s0]
+        cb = None if count is None else count[s0:s1]
+        for i in range(n):
+            np.add(vb, data[0 if const else i, s0:s1], out=vb)
+            if fixed:
+                np.clip(vb, S.I32_MIN, S.I32_MAX, out=vb)
+            s = out[i, s0:s1]
+            np.greater_equal(vb, th, out=s, casting="unsafe")
+            if cb is not None:  # a neuron that has spent its budget stays silent
+                s *= cb < cap
+                cb += s
+            if zero:
+                np.multiply(vb, 1 - s, out=vb)  # V = 0 where it fired
+            elif unit:
+                np.subtract(vb, s, out=vb)
+            else:
+                np.multiply(s, th, out=t)
+                np.subtract(vb, t, out=vb)
+
+
+def s_spikemaxpool(c: Chunk, op, ins):
+    """Spiking max-pool (METHODS 7): each window passes the spike of the input with the
+    highest running spike count so far, this step included (ties: the first tap of the
+    window, i.e. the input with the lowest row-major index, which is the same order).
+
+    The whole chunk is one vectorized step: the running counts of every step, packed
+    with the tie-break priority and the step's spike into one exact key,
+        key = count * 2P + 2 * priority + spike      (priority < P, unique per window)
+    so that the window maximum of the key is the winner's key and its lowest bit is the
+    winner's spike; the window maximum is an ordinary max-pool (`Chunk.kern`)."""
+    data = c.full(ins[0])
+    name = op["name"]
+    a = op["attrs"]
+    hw = data.shape[-2:]
+    prio, span = _gate_priority(a, tuple(hw))
+    # keys are exact integers: float32 while they stay below 2^24
+    ktype = F32 if span * (c.t0 + c.n + 1) < _F32_EXACT else np.float64
+    key = np.empty(data.shape, ktype)
+    prev = c.state.get(name)  # counts * 2P + 2 * priority after the previous chunk
+    if prev is None:
+        prev = np.broadcast_to(prio.astype(ktype), data.shape[1:])
+    elif prev.dtype != ktype:
+        prev = prev.astype(ktype)
+    np.multiply(data, ktype(span), out=key)
+    np.add(key[0], prev, out=key[0])
+    for i in range(1, c.n):
+        np.add(key[i - 1], key[i], out=key[i])
+    c.state[name] = key[-1].copy()
+    key += data  # the spike of this step in the lowest bit
+    frames = key.reshape((-1,) + key.shape[2:])
+    best = c.kern[name](frames)
+    out = best - np.floor(best * ktype(0.5)) * ktype(2)  # the winner's spike
+    return Signal(out.reshape(data.shape[:2] + out.shape[1:]).astype(c.dtype, copy=False),
+                  False, True)
+
+
+_PRIORITY: dict[tuple, tuple[np.ndarray, int]] = {}
+
+
+def _gate_priority(attrs, hw: tuple[int, int]) -> tuple[np.ndarray, int]:
+    """(2 * priority per input position (H, W), 2P): a higher priority for a lower
+    row-major index among the taps of any window. Windows that tile the input need only
+    P = kh * kw local priorities; others rank all H * W positions."""
+    k = tuple(attrs["kernel"])
+    cache_key = (k, tuple(attrs["strides"]), tuple(attrs["pads"]),
+                 tuple(attrs.get("dilations", (1, 1))), hw)
+    hit = _PRIORITY.get(cache_key)
+    if hit is None:
+        if S.window_is_tiling(attrs, hw, k):
+            local = (k[0] * k[1] - 1 - np.arange(k[0] * k[1])).reshape(k)
+            prio, p = np.tile(local, (hw[0] // k[0], hw[1] // k[1])), k[0] * k[1]
+        else:
+            p = hw[0] * hw[1]
+            prio = (p - 1 - np.arange(p)).reshape(hw)
+        hit = _PRIORITY[cache_key] = (2 * prio.astype(np.float64), 2 * p)
+    return hit
+
+
+def window_max(attrs, x: np.ndarray) -> np.ndarray:
+    """Max over every window of x (N, C, H, W), padding never winning: a max-pool."""
+    taps = S.pool_windows(attrs, x, -np.inf)
+    kh, kw = taps.shape[-2:]
+    out = np.array(taps[..., 0, 0])
     for i in range(kh):
         for j in range(kw):
-            hit = (cview[..., i, j] == best) & free
-            out += hit * sview[..., i, j]
-            free &= ~hit
+            if i or j:
+                np.maximum(out, taps[..., i, j], out=out)
     return out
 
 
-def _accumulate(state: dict[str, Any], name: str, data: np.ndarray, const: bool, n: int,
-                dtype: Any) -> np.ndarray:
-    """The readout's running sum over a chunk of n steps, carried across chunks."""
-    acc = state.get(name)
+def s_accumulate(c: Chunk, op, ins):
+    """Readout: the running sum of the input over steps, carried across chunks."""
+    sig = ins[0]
+    data = sig.data
+    acc = c.state.get(op["name"])
     if acc is None:
-        acc = np.zeros(data.shape[1:], dtype)
-    if const:
-        steps = np.arange(1, n + 1, dtype=dtype).reshape((n,) + (1,) * (data.ndim - 1))
+        acc = np.zeros(data.shape[1:], c.dtype)
+    if sig.const:
+        steps = np.arange(1, c.n + 1, dtype=c.dtype).reshape((c.n,) + (1,) * (data.ndim - 1))
         out = acc[None] + steps * data
     else:
-        out = acc[None] + np.cumsum(data, axis=0, dtype=dtype)
-    state[name] = out[-1].copy()
-    return out
+        out = acc[None] + np.cumsum(data, axis=0, dtype=c.dtype)
+    c.state[op["name"]] = out[-1].copy()
+    return Signal(out, False, False)
 
 
-# ------------------------------------------------------------------ counter-based RNG -----
-def _mix32(x: np.ndarray) -> np.ndarray:
-    """lowbias32 integer hash (uint32 -> uint32); reproducible in any language."""
-    x = x.astype(np.uint32, copy=True)
-    x ^= x >> np.uint32(16)
-    x *= np.uint32(0x7FEB352D)
-    x ^= x >> np.uint32(15)
-    x *= np.uint32(0x846CA68B)
-    x ^= x >> np.uint32(16)
-    return x
-
-
-def poisson_uniform(seed: int, sample: np.ndarray, t: int, n: int) -> np.ndarray:
-    """Uniform [0, 1) draws for (samples, n neurons) at step t, a pure function of
-    (seed, global sample index, t, neuron index): independent of batching."""
-    with np.errstate(over="ignore"):
-        h = _mix32(np.arange(n, dtype=np.uint32)[None, :]
-                   ^ _mix32(np.uint32(t) ^ _mix32(sample.astype(np.uint32)[:, None]
-                                                  ^ np.uint32(seed & 0xFFFFFFFF))))
-    return (h >> np.uint32(8)).astype(F32) * F32(1.0 / (1 << 24))
-
-
-# ------------------------------------------------------------------ fixed point ----------
-# A graph with the fact "fixed-point" (passes/quantize.py) runs in integer arithmetic, the
-# same operations as the generated C (backends/c): int16 input, int32 currents and
-# membranes (int64 accumulation, saturation to int32), int64 readout. Values are int64
-# arrays here; the scale of every value is in graph meta["fixed_point"]["scales"].
-I32_MIN, I32_MAX = -(2 ** 31), 2 ** 31 - 1
-# exactness bound of float64 matmuls over integers (below it, BLAS is exact and fast)
-_F64_EXACT = 2.0 ** 52
-
-
-def quantize_input(x: np.ndarray, frac_bits: int) -> np.ndarray:
-    """The fixed-point input: floor(x * 2^F + 1/2) saturated to int16 (what the C
-    program receives)."""
-    q = np.floor(np.asarray(x, np.float64) * (1 << frac_bits) + 0.5)
-    return np.clip(q, -32768, 32767).astype(np.int16)
-
-
-def fixed_v_init(threshold_q: np.ndarray, v_init: float) -> np.ndarray:
-    """Initial membrane of a fixed-point IF population: (theta_q * round(v_init * 2^16))
-    >> 16 (floor), integers only."""
-    vi = int(math.floor(v_init * 65536 + 0.5))
-    return (np.asarray(threshold_q, np.int64) * vi) >> 16
-
-
-def _sat32(a: np.ndarray) -> np.ndarray:
-    return np.clip(a, I32_MIN, I32_MAX)
-
-
-def _int_matmul(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    """Exact integer a @ b (int64): through float64 BLAS when every partial sum is below
-    2^52, else numpy's integer matmul."""
-    bound = float(np.abs(a).max(initial=0)) * float(np.abs(b).sum(axis=-2).max(initial=0))
-    if bound < _F64_EXACT:
-        return np.rint(np.matmul(a.astype(np.float64), b.astype(np.float64))).astype(np.int64)
-    return np.matmul(a.astype(np.int64), b.astype(np.int64))
-
-
-def ki_conv(op, P, xs):
-    x = xs[0]
+def s_spikesoftmax(c: Chunk, op, ins):
+    """Rueckauer's spiking softmax: V accumulates the input; a Poisson clock of `rate`
+    fires and then exactly one neuron spikes, drawn from softmax(V)."""
+    data = c.full(ins[0])
     a = op["attrs"]
-    w = P[op["params"]["weight"]].astype(np.int64)
-    o, cg, kh, kw = w.shape
-    g = a["groups"]
-    b = x.shape[0]
-    win = _windows(_pad_hw(x, a["pads"]), (kh, kw), a["strides"], a["dilations"])
-    oh, ow = win.shape[2:4]
-    og = o // g
-    cols = win.transpose(0, 1, 4, 5, 2, 3).reshape(b, g, cg * kh * kw, oh * ow)
-    y = np.stack([_int_matmul(w[i * og:(i + 1) * og].reshape(og, -1), cols[:, i])
-                  for i in range(g)], axis=1).reshape(b, o, oh, ow)
-    bias = op["params"].get("bias")
-    if bias:
-        y += P[bias].astype(np.int64)[:, None, None]
-    return _sat32(y)
+    v = c.state.get(op["name"])
+    if v is None:
+        v = np.zeros((c.b, math.prod(data.shape[2:])), np.float64)
+    out = np.zeros((c.n, c.b, v.shape[1]), F32)
+    rows = np.arange(c.b)
+    for i in range(c.n):
+        v += data[i].reshape(c.b, -1)
+        u = S.poisson_uniform(a["seed"], c.samples, c.t0 + i, 2)
+        cdf = np.cumsum(_softmax_flat(v), axis=1)
+        pick = np.minimum((cdf <= u[:, 1:2]).sum(axis=1), v.shape[1] - 1)
+        out[i, rows, pick] = u[:, 0] < a["rate"]
+    c.state[op["name"]] = v
+    return Signal(out.reshape((c.n,) + data.shape[1:]), False, True)
 
 
-def ki_dense(op, P, xs):
-    y = _int_matmul(xs[0], P[op["params"]["weight"]].astype(np.int64).T)
-    bias = op["params"].get("bias")
-    if bias:
-        y += P[bias].astype(np.int64)
-    return _sat32(y)
+# ------------------------------------------------------------------ the kernel table ------
+@dataclass(frozen=True)
+class Kernel:
+    """One op kind's semantics. ANN-level and linear ops: `float` and `fixed` forms on
+    batch-leading arrays (`fixed` None: no fixed-point form). Spiking ops: `step` runs a
+    chunk of time steps (stateful) in either arithmetic, `rate` is the op's ANN view.
+    `fixed_rate`: the rate view of a linear op in a fixed-point graph, when it differs
+    from the float form applied to the integer-scaled values."""
+
+    float: Callable | None = None
+    fixed: Callable | None = None
+    step: Callable | None = None
+    rate: Callable | None = None
+    fixed_rate: Callable | None = None
 
 
-def ki_affine(op, P, xs):
-    y = xs[0].astype(np.int64)
-    if op["params"].get("scale"):
-        y = y * P[op["params"]["scale"]].astype(np.int64)
-    if op["params"].get("shift"):
-        y = y + P[op["params"]["shift"]].astype(np.int64)
-    return _sat32(y)
-
-
-def ki_avgpool(op, P, xs):
-    """Fixed point: the window sum (the divisor is folded into the value's scale)."""
-    win, _ = _pool_view(op, xs[0].astype(np.int64), 0)
-    return _sat32(win.sum(axis=(-2, -1)))
-
-
-def ki_add(op, P, xs):
-    y = xs[0].astype(np.int64)
-    for x in xs[1:]:
-        y = y + x
-    return _sat32(y)
-
-
-def _rate_sumpool(op, P, xs):
-    """The fixed-point average pool (a window sum) in rate terms (diagnostics)."""
-    win, _ = _pool_view(op, xs[0], 0.0)
-    return win.sum(axis=(-2, -1), dtype=F32)
-
-
-INT_KERNELS: dict[str, Callable] = {
-    "conv": ki_conv, "dense": ki_dense, "affine": ki_affine, "avgpool": ki_avgpool,
-    "add": ki_add, "concat": k_concat, "flatten": k_flatten, "reshape": k_reshape,
-    "pad": k_pad,
+KERNELS: dict[str, Kernel] = {
+    "conv": Kernel(k_conv, ki_conv),
+    "dense": Kernel(k_dense, ki_dense),
+    "batchnorm": Kernel(k_batchnorm),
+    "affine": Kernel(k_affine, ki_affine),
+    "relu": Kernel(k_relu),
+    "clip": Kernel(k_clip),
+    "maxpool": Kernel(k_maxpool),
+    "avgpool": Kernel(k_avgpool, ki_avgpool, fixed_rate=r_sumpool),
+    "add": Kernel(k_add, ki_add),
+    "concat": Kernel(k_concat, k_concat),
+    "flatten": Kernel(k_flatten, k_flatten),
+    "reshape": Kernel(k_reshape, k_reshape),
+    "pad": Kernel(k_pad, k_pad),
+    "softmax": Kernel(k_softmax),
+    "encode": Kernel(step=s_encode, rate=r_encode),
+    "current": Kernel(step=s_current, rate=r_current),
+    "if": Kernel(step=s_if, rate=r_if),
+    "spikemaxpool": Kernel(step=s_spikemaxpool, rate=k_maxpool),
+    "accumulate": Kernel(step=s_accumulate, rate=r_identity),
+    "spikesoftmax": Kernel(step=s_spikesoftmax, rate=r_spikesoftmax),
 }
 
 
 # ------------------------------------------------------------------ network --------------
-class Network:
-    """A loaded IR graph, runnable as an ANN (ANN-level ops) or as an SNN (spiking ops)."""
+def _table_kernel(form: Callable, op: dict, params: dict, xs: list) -> np.ndarray:
+    return form(op, params, xs)
 
-    def __init__(self, graph: dict[str, Any], params: dict[str, np.ndarray]):
+
+class Network:
+    """A loaded IR graph, runnable as an ANN (ANN-level ops) or as an SNN (spiking ops).
+
+    accel (optional): faster kernels with the same meaning, an object whose
+    `linear(op, params, fixed, spikes_in) -> callable(xs) | None` is asked once per
+    non-spiking op (op record, the network's params, its arithmetic, which operands carry
+    binary spikes) and `window_max(op) -> callable(x) | None` once per spiking max-pool
+    (the max over its windows of x (N, C, H, W), exact); None keeps the runtime's own."""
+
+    def __init__(self, graph: dict[str, Any], params: dict[str, np.ndarray],
+                 accel: Any = None):
         if graph.get("format") != FORMAT or graph.get("version") != VERSION:
             raise ValueError(f"not a {FORMAT} v{VERSION} graph")
         self.g = graph
@@ -415,25 +635,56 @@ class Network:
         self.shapes = {r["name"]: tuple(r["shape"]) for r in graph["inputs"]}
         self.shapes.update({k: tuple(v) for k, v in graph["shapes"].items()})
         self.spiking = "spiking" in graph["facts"]
-        self._fo: dict[str, np.ndarray] | None = None  # fan-outs, computed on first use
-        # integer arithmetic (passes/quantize.py); see "fixed point" above
         self.fixed = "fixed-point" in graph["facts"]
         self.input_bits = int(graph["meta"].get("fixed_point", {}).get("input_bits", 0))
+        self._fo: dict[str, np.ndarray] | None = None  # fan-outs, computed on first use
+        # values that carry binary spikes, and each value's last reader (to free it)
+        self.spike_values: set[str] = set()
+        last: dict[str, int] = {}
+        for i, op in enumerate(self.ops):
+            for v in op["inputs"]:
+                last[v] = i
+            if S.carries_spikes(op["kind"], op["attrs"],
+                                [v in self.spike_values for v in op["inputs"]]):
+                self.spike_values.add(op["out"])
+        keep = set(graph["outputs"])
+        self._free: list[list[str]] = [[] for _ in self.ops]
+        for v, i in last.items():
+            if v not in keep:
+                self._free[i].append(v)
+        self._linear: dict[str, Callable] = {}
+        self._kern: dict[str, Callable] = {}  # array kernels of spiking ops
+        for op in self.ops:
+            kern = KERNELS[op["kind"]]
+            if op["kind"] == "spikemaxpool":
+                fn = None if accel is None else accel.window_max(op)
+                self._kern[op["name"]] = fn or (lambda x, a=op["attrs"]: window_max(a, x))
+            if kern.step is not None:
+                continue
+            fn = None
+            if accel is not None:
+                fn = accel.linear(op, self.P, self.fixed,
+                                  [v in self.spike_values for v in op["inputs"]])
+            form = kern.fixed if self.fixed else kern.float
+            if fn is None and form is not None:
+                fn = functools.partial(_table_kernel, form, op, self.P)
+            if fn is not None:
+                self._linear[op["name"]] = fn
 
     @classmethod
-    def load(cls, directory: str) -> Network:
+    def load(cls, directory: str, accel: Any = None) -> Network:
         with open(os.path.join(directory, "graph.json")) as f:
             g = json.load(f)
         with np.load(os.path.join(directory, "params.npz"), allow_pickle=False) as z:
             params = {k: z[k] for k in z.files}
-        return cls(g, params)
+        return cls(g, params, accel)
 
     # ---------------------------------------------------------------- ANN mode ---------
     def run_ann(self, feeds: dict[str, np.ndarray], outputs: list[str] | None = None
                 ) -> dict[str, np.ndarray]:
         env = {k: np.asarray(v, F32) for k, v in feeds.items()}
         for op in self.ops:
-            kern = ANN_KERNELS.get(op["kind"])
+            kern = KERNELS[op["kind"]].float
             if kern is None:
                 raise ValueError(f"op {op['name']} ({op['kind']}) is not an ANN-level op")
             env[op["out"]] = kern(op, self.P, [env[i] for i in op["inputs"]])
@@ -443,17 +694,16 @@ class Network:
         """The spiking graph's ANN view: every value as the rate (per step) the SNN
         approximates, e.g. an IF population's max(I, 0) / threshold (unclipped, so
         saturation shows up as error). `outputs` are value names."""
-        env = {self.g["inputs"][0]["name"]: np.asarray(x, F32)}
-        kernels = ANN_KERNELS
-        if self.fixed:  # integer graph: the input in its scale 2^F, pools as window sums
-            env = {k: v * F32(1 << self.input_bits) for k, v in env.items()}
-            kernels = {**ANN_KERNELS, "avgpool": _rate_sumpool}
+        x = np.asarray(x, F32)
+        if self.fixed:  # integer graph: the input in its scale 2^F
+            x = x * F32(1 << self.input_bits)
+        env = {self.g["inputs"][0]["name"]: x}
         for op in self.ops:
-            kern = kernels.get(op["kind"], _rate_view)
-            env[op["out"]] = kern(op, self.P, [env[i] for i in op["inputs"]])
+            kern = KERNELS[op["kind"]]
+            form = kern.rate or ((self.fixed and kern.fixed_rate) or kern.float)
+            env[op["out"]] = form(op, self.P, [env[i] for i in op["inputs"]])
         return {k: env[k] for k in outputs}
 
-    # ---------------------------------------------------------------- SNN mode ---------
     # ---------------------------------------------------------------- fan-out --------
     def _synapses(self, op: dict, index: int) -> np.ndarray:
         """Synapses leaving each element of operand `index` of a Conv/Dense (structural:
@@ -461,7 +711,7 @@ class Network:
         shape = self.shapes[op["inputs"][index]]
         w = self.P[op["params"]["weight"]]
         if op["kind"] == "dense":
-            return np.full(shape, w.shape[0], F32)
+            return np.full(shape, w.shape[0], np.float64)
         cover = self._window_adjoint(op, shape, w.shape[2:], None)[0]
         return np.broadcast_to(cover * (w.shape[0] // op["attrs"]["groups"]), shape).copy()
 
@@ -471,10 +721,10 @@ class Network:
         a = op["attrs"]
         hw = shape[1] * shape[2]
         idx = np.arange(hw, dtype=np.float64).reshape(1, 1, *shape[1:])
-        win = _windows(_pad_hw(idx, a["pads"], _op_extra(op, shape[1:], kernel), -1.0),
-                       kernel, a["strides"], a.get("dilations", (1, 1)))[0, 0]
+        win = S.windows(S.pad_hw(idx, a["pads"], S.window_extra(a, shape[1:], kernel), -1.0),
+                        kernel, a["strides"], a.get("dilations", (1, 1)))[0, 0]
         if down is None:
-            down = np.ones((1, *win.shape[:2]), F32)
+            down = np.ones((1, *win.shape[:2]), np.float64)
         acc = np.zeros((down.shape[0], hw), np.float64)
         for i in range(win.shape[-2]):
             for j in range(win.shape[-1]):
@@ -482,12 +732,12 @@ class Network:
                 ok = tap >= 0
                 np.add.at(acc, (slice(None), tap[ok].astype(np.int64)),
                           down.reshape(down.shape[0], -1)[:, ok])
-        return acc.reshape(down.shape[0], *shape[1:]).astype(F32)
+        return acc.reshape(down.shape[0], *shape[1:])
 
     def fanouts(self) -> dict[str, np.ndarray]:
         """Per spike source (the output of each `if`, and of a Poisson `encode`), the number
-        of synapses each of its neurons drives, composed through the data-moving and
-        pooling ops between it and the next synaptic op (an average pool followed by a
+        of synapses each of its neurons drives (float64), composed through the data-moving
+        and pooling ops between it and the next synaptic op (an average pool followed by a
         conv is one synaptic layer with a larger receptive field)."""
         if self._fo is not None:
             return self._fo
@@ -501,7 +751,7 @@ class Network:
             if v in memo:
                 return memo[v]
             shape = self.shapes[v]
-            total = np.zeros(shape, F32)
+            total = np.zeros(shape, np.float64)
             for op, j in users.get(v, []):
                 kind = op["kind"]
                 if kind in ("conv", "dense"):
@@ -530,260 +780,105 @@ class Network:
             return total
 
         self._fo = {op["out"]: down(op["out"]) for op in self.ops
-                    if op["kind"] in SPIKE_SOURCES
-                    or (op["kind"] == "encode" and op["attrs"]["coding"] == "poisson")}
+                    if S.is_spike_source(op["kind"], op["attrs"])}
         return self._fo
 
+    # ---------------------------------------------------------------- SNN mode ---------
+    def chunk_steps(self, batch: int, timesteps: int, chunk_bytes: int = CHUNK_BYTES) -> int:
+        """Steps per chunk: the largest op's inputs and output for all steps of the chunk
+        (and as much again for temporaries) within chunk_bytes."""
+        item = 8 if self.fixed else 4
+        per_step = max((sum(math.prod(self.shapes[v]) for v in op["inputs"])
+                        + math.prod(self.shapes[op["out"]])) for op in self.ops)
+        return int(max(1, min(timesteps, chunk_bytes // max(1, 2 * batch * per_step * item))))
+
     def simulate(self, x: np.ndarray, timesteps: int, *, sample_offset: int = 0,
-                 chunk_bytes: int = 1 << 28, record: Callable | None = None
-                 ) -> dict[str, np.ndarray]:
+                 marks: list[int] | None = None, observe: Callable | None = None,
+                 record: Callable | None = None, chunk_bytes: int = CHUNK_BYTES
+                 ) -> dict[str, Any]:
         """Run one batch for `timesteps` steps.
 
-        Returns, per step t = 1..T: "output" (T, B, ...) of the first graph output (the
-        readout), "spikes" {op name: (T,) total spikes of the batch}, "synops" (T,) and,
-        when `record(op_name, t0, chunk)` is given, it sees every neuron op's spike chunk.
-        """
+        Returns "output": (T, B, ...) the first graph output (the readout) after every
+        step; "marks": the sorted step counts `marks` (plus T) at which the totals are
+        taken; "spikes": {op name: (len(marks),) total spikes of the batch up to each
+        mark} per spike source; "synops": (len(marks),) SynOps up to each mark.
+        observe(t, counts) (optional) is called at every mark with {op name: (B, ...)
+        spikes per neuron up to step t}; record(op name, t0, chunk) (optional, for
+        step-by-step traces) sees every spike source's (steps, B, ...) spikes."""
         if not self.spiking:
             raise ValueError("graph is not spiking; convert it first")
+        if timesteps < 1:
+            raise ValueError("timesteps must be >= 1")
         b = x.shape[0]
-        largest = max(math.prod(s) for s in self.shapes.values())
-        tc = int(max(1, min(timesteps, chunk_bytes // max(1, b * largest * 4))))
+        marks = sorted({int(t) for t in (marks or ()) if 1 <= t <= timesteps}
+                       | {timesteps})
+        per = self.chunk_steps(b, timesteps, chunk_bytes)
         state: dict[str, Any] = {}
-        out_name = self.g["outputs"][0]
-        outputs = []
-        spikes = {op["name"]: np.zeros(timesteps, np.float64) for op in self.ops
-                  if op["kind"] in SPIKE_SOURCES}
-        synops = np.zeros(timesteps, np.float64)
         samples = np.arange(sample_offset, sample_offset + b)
         fanout = self.fanouts()
-        feeds = {r["name"]: np.asarray(x, F32) for r in self.g["inputs"][:1]}
-        for t0 in range(0, timesteps, tc):
-            n = min(tc, timesteps - t0)
-            env: dict[str, tuple[np.ndarray, bool, bool]] = {}  # value -> (data, const, event)
-            for name, arr in feeds.items():
-                env[name] = (arr[None], True, False)
-            for op in self.ops:
-                ins = [env[i] for i in op["inputs"]]
-                kind = op["kind"]
-                res = self._step_op(op, ins, n, t0, b, state, samples)
-                env[op["out"]] = res
-                if op["out"] in fanout:
-                    synops[t0:t0 + n] += (res[0].reshape(n, b, -1) @ fanout[op["out"]].reshape(-1)
-                                          ).sum(axis=1, dtype=np.float64)
-                if kind in SPIKE_SOURCES:
-                    spikes[op["name"]][t0:t0 + n] += res[0].reshape(n, -1).sum(
-                        axis=1, dtype=np.float64)
+        sources = [op for op in self.ops if S.is_spike_source(op["kind"], op["attrs"])]
+        dtype = I64 if self.fixed else F32
+        counts = {op["name"]: np.zeros((b,) + self.shapes[op["out"]], dtype)
+                  for op in sources}
+        spikes = {op["name"]: np.zeros(len(marks), np.float64) for op in sources}
+        synops = np.zeros(len(marks), np.float64)
+        out_name = self.g["outputs"][0]
+        output: np.ndarray | None = None
+        feeds = {r["name"]: Signal(np.asarray(x, F32)[None], True, False)
+                 for r in self.g["inputs"][:1]}
+        t0, mi = 0, 0
+        while t0 < timesteps:
+            n = min(per, marks[mi] - t0)
+            c = Chunk(n, t0, b, state, samples, self.fixed, self.P, self.input_bits,
+                      self._kern)
+            env = dict(feeds)
+            for i, op in enumerate(self.ops):
+                ins = [env[v] for v in op["inputs"]]
+                step = KERNELS[op["kind"]].step
+                sig = step(c, op, ins) if step is not None else self._apply(op, ins, c)
+                env[op["out"]] = sig
+                if op["name"] in counts:
+                    counts[op["name"]] += sig.data.sum(axis=0)
                     if record is not None:
-                        record(op["name"], t0, res[0])
-            data, const, _ = env[out_name]
-            outputs.append(np.broadcast_to(data, (n,) + data.shape[1:]) if const else data)
-        return {"output": np.concatenate(outputs, axis=0), "spikes": spikes,
-                "synops": synops}
+                        record(op["name"], t0, sig.data)
+                for v in self._free[i]:
+                    env.pop(v, None)
+            res = env[out_name]
+            if output is None:
+                output = np.empty((timesteps,) + res.data.shape[1:], res.data.dtype)
+            output[t0:t0 + n] = res.data
+            t0 += n
+            if t0 == marks[mi]:
+                for op in sources:
+                    cnt = counts[op["name"]]
+                    spikes[op["name"]][mi] = float(cnt.sum(dtype=np.float64))
+                    synops[mi] += float(cnt.reshape(b, -1).sum(axis=0, dtype=np.float64)
+                                        @ fanout[op["out"]].reshape(-1))
+                if observe is not None:
+                    observe(t0, counts)
+                mi += 1
+        return {"output": output, "marks": marks, "spikes": spikes, "synops": synops}
 
-    def _step_op(self, op, ins, n, t0, b, state, samples):
-        if self.fixed:
-            return self._step_fixed(op, ins, n, t0, b, state, samples)
-        kind = op["kind"]
-        name = op["name"]
-        if kind == "encode":
-            data, const, _ = ins[0]
-            steps = op["attrs"].get("steps", 0)
-            live = n if not steps else max(0, min(n, steps - t0))  # steps with input
-            poisson = op["attrs"]["coding"] == "poisson"
-            if live == 0:  # (spike sources are never constant: SynOps count per step)
-                return ((np.zeros((n,) + data.shape[1:], F32), False, True) if poisson else
-                        (np.zeros((1,) + data.shape[1:], F32), True, False))
-            if not poisson:
-                if live == n:
-                    return data, const, False
-                out = np.zeros((n,) + data.shape[1:], F32)
-                out[:live] = data[0]
-                return out, False, False
-            flat = np.clip(data[0].reshape(b, -1), 0, 1)
-            out = np.zeros((n,) + data.shape[1:], F32)
-            for i in range(live):
-                u = poisson_uniform(op["attrs"]["seed"], samples, t0 + i, flat.shape[1])
-                out[i] = (u < flat).reshape(data.shape[1:])
-            return out, False, True
-        if kind == "current":
-            data, const, _ = ins[0]
-            bias = self.P[op["params"]["bias"]].astype(F32)
-            steps = op["attrs"]["steps"]
-            live = n if not steps else max(0, min(n, steps - t0))
-            if live == n:
-                return (data + bias).astype(F32, copy=False), const, False
-            if live == 0:
-                return data, const, False
-            out = np.array(np.broadcast_to(data, (n,) + data.shape[1:]), F32)
-            out[:live] += bias
-            return out, False, False
-        if kind == "if":
-            data, const, _ = ins[0]
-            th = self.P[op["params"]["threshold"]].astype(F32)
-            v = state.get(name)
-            if v is None:
-                v = np.empty(data.shape[1:], F32)
-                v[...] = th * F32(op["attrs"]["v_init"])
-                state[name] = v
-            out = np.empty((n,) + data.shape[1:], F32)
-            zero = op["attrs"]["reset"] == "zero"
-            unit = th.ndim == 0 and th == 1
-            tmp = None if zero or unit else np.empty_like(v)
-            cap = op["attrs"].get("max_spikes", 0)
-            if cap:
-                count = state.setdefault(name + ".count", np.zeros(v.shape, F32))
-            for i in range(n):
-                np.add(v, data[0 if const else i], out=v)
-                s = out[i]
-                np.greater_equal(v, th, out=s, casting="unsafe")
-                if cap:  # a neuron that has spent its budget stays silent
-                    s *= count < cap
-                    count += s
-                if zero:
-                    np.putmask(v, s > 0, F32(0))
-                elif unit:
-                    np.subtract(v, s, out=v)
-                else:
-                    np.multiply(s, th, out=tmp)
-                    np.subtract(v, tmp, out=v)
-            return out, False, True
-        if kind == "spikemaxpool":
-            # The gate depends only on input spike counts, so a whole chunk is one
-            # vectorized step: running counts (including this step) -> per-window argmax
-            # (first index on ties) -> pass that input's spike.
-            data, const, event = ins[0]
-            a = op["attrs"]
-            if const:
-                data = np.broadcast_to(data, (n,) + data.shape[1:])
-            cum = np.empty(data.shape, F32)
-            prev = state.get(name)
-            np.add(data[0], 0 if prev is None else prev, out=cum[0])
-            for i in range(1, n):
-                np.add(cum[i - 1], data[i], out=cum[i])
-            state[name] = cum[-1].copy()
-            cview, _ = _pool_view(op, cum, -1.0, a["dilations"])
-            sview, _ = _pool_view(op, data, 0.0, a["dilations"])
-            return _window_winner(cview, sview, F32), False, event
-        if kind == "accumulate":
-            data, const, _ = ins[0]
-            return _accumulate(state, name, data, const, n, F32), False, False
-        if kind == "spikesoftmax":
-            data, const, _ = ins[0]
-            a = op["attrs"]
-            if const:
-                data = np.broadcast_to(data, (n,) + data.shape[1:])
-            v = state.get(name)
-            if v is None:
-                v = np.zeros((b, math.prod(data.shape[2:])), np.float64)
-            out = np.zeros((n, b, v.shape[1]), F32)
-            rows = np.arange(b)
-            for i in range(n):
-                v += data[i].reshape(b, -1)
-                u = poisson_uniform(a["seed"], samples, t0 + i, 2)
-                cdf = np.cumsum(_softmax_flat(v), axis=1)
-                pick = np.minimum((cdf <= u[:, 1:2]).sum(axis=1), v.shape[1] - 1)
-                out[i, rows, pick] = u[:, 0] < a["rate"]
-            state[name] = v
-            return out.reshape((n,) + data.shape[1:]), False, True
-        # Any other op acts step by step on its operands (linear ops: once if constant).
-        kern = ANN_KERNELS[kind]
-        if all(c for _, c, _ in ins):
-            return kern(op, self.P, [d[0] for d, _, _ in ins])[None], True, False
-        flat = []
-        for d, c, _ in ins:
-            full = np.broadcast_to(d, (n,) + d.shape[1:]) if c else d
-            flat.append(full.reshape((n * b,) + d.shape[2:]))
-        y = kern(op, self.P, flat)
-        event = kind in SHAPE_ONLY and all(e for _, _, e in ins)
-        return y.reshape((n, b) + y.shape[1:]), False, event
-
-
-    def _step_fixed(self, op, ins, n, t0, b, state, samples):
-        """_step_op in integer arithmetic (fact "fixed-point"): exactly what the generated
-        C code computes (backends/c), so both agree spike for spike."""
-        kind, name, a = op["kind"], op["name"], op["attrs"]
-        i64 = np.int64
-        if kind == "encode":
-            data = ins[0][0]
-            xq = quantize_input(data[0], self.input_bits).astype(i64)
-            steps = a.get("steps", 0)
-            live = n if not steps else max(0, min(n, steps - t0))
-            if a["coding"] != "poisson":
-                if live == n:
-                    return xq[None], True, False
-                out = np.zeros((n,) + xq.shape, i64)
-                out[:live] = xq
-                return out, False, False
-            # u < x as integers: the 24-bit draw against x_q in 24 fractional bits
-            lim = np.clip(xq.reshape(b, -1), 0, 1 << self.input_bits) << (24 - self.input_bits)
-            out = np.zeros((n,) + xq.shape, i64)
-            for i in range(live):
-                u = poisson_uniform(a["seed"], samples, t0 + i, lim.shape[1])
-                out[i] = ((u * F32(1 << 24)).astype(i64) < lim).reshape(xq.shape)
-            return out, False, True
-        if kind == "current":
-            data, const, _ = ins[0]
-            bias = self.P[op["params"]["bias"]].astype(i64)
-            steps = a["steps"]
-            live = n if not steps else max(0, min(n, steps - t0))
-            if live == n:
-                return _sat32(data + bias), const, False
-            if live == 0:
-                return data, const, False
-            out = np.array(np.broadcast_to(data, (n,) + data.shape[1:]), i64)
-            out[:live] = _sat32(out[:live] + bias)
-            return out, False, False
-        if kind == "if":
-            data, const, _ = ins[0]
-            th = self.P[op["params"]["threshold"]].astype(i64)
-            v = state.get(name)
-            if v is None:
-                v = np.empty(data.shape[1:], i64)
-                v[...] = fixed_v_init(th, a["v_init"])
-                state[name] = v
-            out = np.empty((n,) + data.shape[1:], i64)
-            zero = a["reset"] == "zero"
-            cap = a.get("max_spikes", 0)
-            if cap:
-                count = state.setdefault(name + ".count", np.zeros(v.shape, i64))
-            for i in range(n):
-                np.add(v, data[0 if const else i], out=v)
-                np.clip(v, I32_MIN, I32_MAX, out=v)
-                s = v >= th
-                if cap:  # a neuron that has spent its budget stays silent
-                    s &= count < cap
-                    count += s
-                out[i] = s
-                if zero:
-                    np.putmask(v, s, 0)
-                else:
-                    v -= s * th
-            return out, False, True
-        if kind == "spikemaxpool":
-            data, const, event = ins[0]
-            if const:
-                data = np.broadcast_to(data, (n,) + data.shape[1:])
-            prev = state.get(name)
-            cum = np.cumsum(data, axis=0, dtype=i64) + (0 if prev is None else prev)
-            state[name] = cum[-1].copy()
-            cview, _ = _pool_view(op, cum, -1, a["dilations"])
-            sview, _ = _pool_view(op, data.astype(i64), 0, a["dilations"])
-            return _window_winner(cview, sview, i64), False, event
-        if kind == "accumulate":
-            data, const, _ = ins[0]
-            return _accumulate(state, name, data, const, n, i64), False, False
-        kern = INT_KERNELS.get(kind)
-        if kern is None:
-            raise ValueError(f"op {name} ({kind}) has no fixed-point semantics")
-        if all(c for _, c, _ in ins):
-            return kern(op, self.P, [d[0] for d, _, _ in ins])[None], True, False
-        flat = []
-        for d, c, _ in ins:
-            full = np.broadcast_to(d, (n,) + d.shape[1:]) if c else d
-            flat.append(full.reshape((n * b,) + d.shape[2:]))
-        y = kern(op, self.P, flat)
-        event = kind in SHAPE_ONLY and all(e for _, _, e in ins)
-        return y.reshape((n, b) + y.shape[1:]), False, event
+    def _apply(self, op: dict, ins: list[Signal], c: Chunk) -> Signal:
+        """A non-spiking op over the chunk: once when every operand is constant in time
+        (and reused by later chunks while the operands are the same), else on the whole
+        (steps x batch) batch at once."""
+        fn = self._linear.get(op["name"])
+        if fn is None:
+            raise ValueError(f"op {op['name']} ({op['kind']}) has no "
+                             f"{'fixed-point' if self.fixed else 'float'} semantics")
+        if all(s.const for s in ins):
+            key = "const:" + op["name"]
+            hit = c.state.get(key)
+            if hit is not None and all(a is s.data for a, s in zip(hit[0], ins)):
+                return hit[1]
+            out = Signal(fn([s.data[0] for s in ins])[None], True, False)
+            c.state[key] = ([s.data for s in ins], out)
+            return out
+        flat = [c.full(s).reshape((c.n * c.b,) + s.data.shape[2:]) for s in ins]
+        y = fn(flat)
+        return Signal(y.reshape((c.n, c.b) + y.shape[1:]), False,
+                      op["out"] in self.spike_values)
 
 
 # ------------------------------------------------------------------ evaluation -----------
@@ -796,35 +891,41 @@ def batches(x: np.ndarray, y: np.ndarray | None, batch: int) -> Iterator[tuple[i
 def evaluate(net: Network, x: np.ndarray, y: np.ndarray, timesteps: list[int],
              batch: int = 100, progress: Callable | None = None,
              observer: Any = None) -> dict[str, Any]:
-    """Accuracy, spikes and SynOps per sample at every step up to max(timesteps).
-    observer (optional): `observer.begin(net, offset, x_batch)` before each batch, and
-    `observer.record` is passed to simulate() (it sees every spike chunk)."""
-    tmax = max(timesteps)
+    """Accuracy at every step up to max(timesteps); spikes and SynOps per sample at each
+    of `timesteps`. observer (optional): `observer.begin(net, offset, x_batch)` before
+    each batch, `observer.marks` (step counts it needs spike counts at) and
+    `observer.observe(t, counts)` (see Network.simulate)."""
+    steps = sorted(set(timesteps))
+    tmax = steps[-1]
+    want = set(steps) | set(getattr(observer, "marks", ()))
     correct = np.zeros(tmax, np.int64)
     spikes: dict[str, np.ndarray] = {}
-    synops = np.zeros(tmax)
+    synops = None
+    marks: list[int] = []
     for off, xb, yb in batches(x, y, batch):
         if observer is not None:
             observer.begin(net, off, xb)
-        tr = net.simulate(xb, tmax, sample_offset=off,
-                          record=None if observer is None else observer.record)
+        tr = net.simulate(xb, tmax, sample_offset=off, marks=sorted(want),
+                          observe=None if observer is None else observer.observe)
         pred = tr["output"].reshape(tmax, len(xb), -1).argmax(axis=-1)
         correct += (pred == yb[None, :]).sum(axis=1)
         for k, v in tr["spikes"].items():
             spikes[k] = spikes.get(k, 0) + v
-        synops += tr["synops"]
+        synops = tr["synops"] if synops is None else synops + tr["synops"]
+        marks = tr["marks"]
         if progress:
             progress(len(xb))
     n = len(x)
-    total_spikes = sum(spikes.values()) if spikes else np.zeros(tmax)
+    at = {t: i for i, t in enumerate(marks)}
+    total = sum(spikes.values()) if spikes else np.zeros(len(marks))
+    if synops is None:
+        synops = np.zeros(len(marks))
     return {
         "accuracy_per_step": (correct / n).tolist(),
-        "spikes_per_step": (np.asarray(total_spikes) / n).tolist(),
-        "synops_per_step": (synops / n).tolist(),
-        "layer_spikes": {k: (v / n).tolist() for k, v in spikes.items()},
+        "layer_spikes": {k: float(v[at[tmax]] / n) for k, v in spikes.items()},
         "snn": [{"timesteps": t, "accuracy": float(correct[t - 1] / n),
-                 "spikes_per_sample": float(np.sum(total_spikes[:t]) / n),
-                 "synops_per_sample": float(synops[:t].sum() / n)} for t in timesteps],
+                 "spikes_per_sample": float(total[at[t]] / n),
+                 "synops_per_sample": float(synops[at[t]] / n)} for t in steps],
     }
 
 
@@ -835,11 +936,12 @@ def _main(argv: list[str]) -> int:
     ap.add_argument("out", help="the snnc output directory")
     ap.add_argument("--data", required=True, help=".npz with x (N, ...) and y (N,)")
     ap.add_argument("--timesteps", default="8,16,32,64,128")
+    ap.add_argument("--batch", type=int, default=100)
     args = ap.parse_args(argv)
     net = Network.load(args.out)
     with np.load(args.data) as z:
         x, y = z["x"].astype(F32), z["y"].astype(np.int64)
-    res = evaluate(net, x, y, [int(t) for t in args.timesteps.split(",")])
+    res = evaluate(net, x, y, [int(t) for t in args.timesteps.split(",")], args.batch)
     for row in res["snn"]:
         print(f"T={row['timesteps']:5d} accuracy={row['accuracy']:.4f} "
               f"spikes/sample={row['spikes_per_sample']:.1f} "
