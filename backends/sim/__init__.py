@@ -22,6 +22,25 @@ RUNTIME_FILE = "snn_runtime.py"
 SEMANTICS_FILE = "snn_semantics.py"
 
 
+def accelerated(threads: int | None = None, native: bool = True) -> list[Any]:
+    """The fastest kernels with the runtime's meaning that this machine offers (what
+    `snnc eval`, sweeps and bias calibration simulate with), in order of preference:
+    the native kernels (native.py: fused neuron scans and max-pool gates, event-driven
+    convolutions and dense layers on spikes) when a C compiler could build them, then
+    onnxruntime's (convolutions, pools and the max-pool gate's window maximum on the
+    whole chunk). threads: for both (None: one thread for the native kernels,
+    onnxruntime's default for its own)."""
+    from snnc.backends.sim import native as native_mod
+    from snnc.backends.sim.ort_kernels import OrtKernels
+
+    kernels: list[Any] = []
+    lib = native_mod.load() if native else None
+    if lib is not None:
+        kernels.append(native_mod.NativeKernels(lib, threads))
+    kernels.append(OrtKernels(threads))
+    return kernels
+
+
 def network(graph: Graph, accel: Any = None) -> runtime.Network:
     """A runtime Network over an in-memory graph (weights shared, not copied). accel:
     faster linear kernels (e.g. backends/sim/ort_kernels.OrtKernels)."""

@@ -39,12 +39,14 @@ class OrtKernels:
         self.threads = threads
 
     def linear(self, op: dict[str, Any], params: dict[str, np.ndarray], fixed: bool,
-               spikes_in: list[bool]) -> Callable[[list[np.ndarray]], np.ndarray] | None:
+               kinds: list[str], fallback: Callable | None = None
+               ) -> Callable[[list[np.ndarray]], np.ndarray] | None:
         """A kernel for the op record (on-disk form) with the network's params, or None
-        (the runtime's own kernel is used)."""
+        (the runtime's own kernel is used). kinds: what each operand carries ("spikes":
+        binary)."""
         kind, a = op["kind"], op["attrs"]
         if kind == "conv":
-            return self._conv(op, params, a, fixed, spikes_in[0])
+            return self._conv(op, params, a, fixed, kinds[0] == "spikes")
         if kind == "avgpool" and not fixed:  # fixed point: an exact window sum (runtime)
             node = helper.make_node("AveragePool", ["x"], ["y"],
                                     kernel_shape=list(a["kernel"]),

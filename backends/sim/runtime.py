@@ -75,12 +75,17 @@ S = _semantics()
 FORMAT, VERSION = "snnc-ir", 1
 F32 = np.float32
 I64 = np.int64
-#: working memory of one time chunk (the arrays of the largest layer for all its steps,
-#: im2col buffers included); a chunk holds fewer steps when the batch or layers are large
-CHUNK_BYTES = 1 << 27
+#: working set of a tile of (samples x steps) (every value of the graph for those frames):
+#: small enough to stay in the last-level cache between the ops that produce and consume
+#: it; TILE_STEPS: steps a tile aims for before it splits the batch
+TILE_BYTES = 1 << 23
+TILE_STEPS = 16
+#: im2col columns of one numpy convolution GEMM
+CHUNK_BYTES = 1 << 25
 #: elements per block of the neuron scans: a block's membrane, input and spike rows stay
-#: in the core's L2 cache through the scan over the chunk's steps
-SCAN_BLOCK = 1 << 16
+#: in cache (L2/L3) through the scan over the chunk's steps, and blocks are large enough
+#: that numpy's per-call cost stays small
+SCAN_BLOCK = 1 << 17
 #: exactness bounds of integer sums in floating point (below them BLAS is exact)
 _F32_EXACT, _F64_EXACT = 2.0 ** 24, 2.0 ** 52
 # re-exported: part of the runtime's public surface (tests, the C backend bench)
@@ -95,13 +100,16 @@ class Signal(NamedTuple):
     data: np.ndarray  # (steps, B, ...) or, when const, (1, B, ...)
     const: bool  # the same at every step of the chunk
     spikes: bool  # binary spikes at every step
+    #: a spike source whose kernel already added its chunk's spikes per neuron to
+    #: Chunk.counts (saves the runtime a pass over the spikes)
+    counted: bool = False
 
 
 # ------------------------------------------------------------------ float kernels ---------
 # Each kernel: (op record, params, list of input arrays with leading batch) -> array.
 
 def conv2d(x: np.ndarray, w: np.ndarray, attrs, dtype: Any = F32,
-           budget: int = CHUNK_BYTES // 4) -> np.ndarray:
+           budget: int = CHUNK_BYTES) -> np.ndarray:
     """2-D convolution of x (N, C, H, W) with w (O, C/groups, kh, kw), no bias, computed
     in `dtype`: im2col into (K, rows) columns for as many samples as `budget` bytes of
     columns hold, then one (O, K) @ (K, rows) GEMM per slice (per group)."""
@@ -326,13 +334,16 @@ class Chunk:
     """What a step kernel sees: `n` steps starting after step t0, of a batch of b samples
     (global indices `samples`), the op's state carried across chunks, the arithmetic."""
 
-    __slots__ = ("n", "t0", "b", "state", "samples", "fixed", "P", "input_bits", "kern")
+    __slots__ = ("n", "t0", "b", "state", "samples", "fixed", "P", "input_bits", "kern",
+                 "counts")
 
-    def __init__(self, n, t0, b, state, samples, fixed, P, input_bits, kern):
+    def __init__(self, n, t0, b, state, samples, fixed, P, input_bits, kern, counts):
         self.n, self.t0, self.b, self.state = n, t0, b, state
         self.samples, self.fixed, self.P, self.input_bits = samples, fixed, P, input_bits
         #: op name -> its prepared array kernel (a spiking max-pool's window maximum)
         self.kern = kern
+        #: spike source name -> (B, ...) its spikes per neuron so far
+        self.counts = counts
 
     @property
     def dtype(self) -> Any:
@@ -413,10 +424,11 @@ def _add_bias(x: np.ndarray, bias: np.ndarray, fixed: bool) -> np.ndarray:
     return S.sat32(x + bias) if fixed else (x + bias).astype(F32, copy=False)
 
 
-def s_if(c: Chunk, op, ins):
+def s_if(c: Chunk, op, ins, scan: Callable | None = None):
     """Integrate-and-fire: V += I; spike where V >= theta (at most one spike per step, at
     most max_spikes over the run); then V -= theta (subtract) or V = 0 (zero). Fixed
-    point: V saturates to int32 after the addition."""
+    point: V saturates to int32 after the addition. scan: the recurrence's implementation
+    (default _if_scan; native kernels pass a fused one with the same arithmetic)."""
     sig = ins[0]
     a = op["attrs"]
     th = c.P[op["params"]["threshold"]].astype(c.dtype)
@@ -430,39 +442,47 @@ def s_if(c: Chunk, op, ins):
     cap = a.get("max_spikes", 0)
     count = c.state.setdefault(name + ".count", np.zeros(shape, c.dtype)) if cap else None
     out = np.empty((c.n,) + shape, c.dtype)
-    _if_scan(v, sig.data, sig.const, th, a["reset"] == "zero", cap, count, out, c.fixed)
-    return Signal(out, False, True)
+    counted = (scan or _if_scan)(v, sig.data, sig.const, th, a["reset"] == "zero", cap,
+                                 count, out, c.fixed, c.counts.get(name))
+    return Signal(out, False, True, bool(counted))
 
 
-def _if_scan(v, data, const, th, zero, cap, count, out, fixed):
+def _if_scan(v, data, const, th, zero, cap, count, out, fixed, total=None) -> bool:
     """The IF recurrence over the chunk, block by block of samples so that a block's
     membrane and spike rows stay in cache through all steps. In place on v (and count);
-    spikes into out (n, B, ...)."""
+    spikes into out (n, B, ...). Per step and block: V += I (then saturate, in fixed
+    point); fired = V >= theta (a bool row: the cheapest comparison); the spikes are that
+    row in the value type; V -= theta * spikes (or V = 0 where fired). Returns whether it
+    added the spikes per neuron to `total` (this one does not: False)."""
     n, b = out.shape[:2]
-    per = max(1, v[0].size)
-    bb = max(1, SCAN_BLOCK // per)
+    bb = max(1, SCAN_BLOCK // max(1, v[0].size))
     unit = not fixed and th.ndim == 0 and th == 1
-    tmp = np.empty((min(bb, b),) + v.shape[1:], v.dtype)
+    block = (min(bb, b),) + v.shape[1:]
+    fired = np.empty(block, bool)
+    tmp = None if unit or zero else np.empty(block, v.dtype)
     for s0 in range(0, b, bb):
         s1 = min(b, s0 + bb)
-        vb, t = v[s0:s1], tmp[: s1 - s0]
+        vb, f = v[s0:s1], fired[: s1 - s0]
+        t = None if tmp is None else tmp[: s1 - s0]
         cb = None if count is None else count[s0:s1]
         for i in range(n):
             np.add(vb, data[0 if const else i, s0:s1], out=vb)
             if fixed:
                 np.clip(vb, S.I32_MIN, S.I32_MAX, out=vb)
-            s = out[i, s0:s1]
-            np.greater_equal(vb, th, out=s, casting="unsafe")
+            np.greater_equal(vb, th, out=f)
             if cb is not None:  # a neuron that has spent its budget stays silent
-                s *= cb < cap
-                cb += s
+                f &= cb < cap
+                cb += f
+            s = out[i, s0:s1]
+            np.copyto(s, f)
             if zero:
-                np.multiply(vb, 1 - s, out=vb)  # V = 0 where it fired
+                np.multiply(vb, np.logical_not(f), out=vb)
             elif unit:
                 np.subtract(vb, s, out=vb)
             else:
                 np.multiply(s, th, out=t)
                 np.subtract(vb, t, out=vb)
+    return False
 
 
 def s_spikemaxpool(c: Chunk, op, ins):
@@ -619,14 +639,20 @@ def _table_kernel(form: Callable, op: dict, params: dict, xs: list) -> np.ndarra
 class Network:
     """A loaded IR graph, runnable as an ANN (ANN-level ops) or as an SNN (spiking ops).
 
-    accel (optional): faster kernels with the same meaning, an object whose
-    `linear(op, params, fixed, spikes_in) -> callable(xs) | None` is asked once per
-    non-spiking op (op record, the network's params, its arithmetic, which operands carry
-    binary spikes) and `window_max(op) -> callable(x) | None` once per spiking max-pool
-    (the max over its windows of x (N, C, H, W), exact); None keeps the runtime's own."""
+    accel (optional): faster kernels with the same meaning, a provider or a list of
+    providers (earlier ones first). A provider may have any of:
+      linear(op, params, fixed, kinds, fallback) -> callable(xs) | None
+          for a non-spiking op (op record, the network's params, its arithmetic, the
+          kind of each operand: "spikes" (binary), "sparse" (pooled, padded, reshaped,
+          joined or scaled spikes) or "dense"); `fallback` is the kernel it replaces;
+      window_max(op) -> callable(x) | None
+          for a spiking max-pool: the max over its windows of x (N, C, H, W), exact;
+      step(op, params, fixed) -> callable(chunk, op, ins) | None
+          for a spiking op: its whole step kernel.
+    None keeps the runtime's own kernel."""
 
     def __init__(self, graph: dict[str, Any], params: dict[str, np.ndarray],
-                 accel: Any = None):
+                 accel: Any = None, tile_bytes: int = TILE_BYTES):
         if graph.get("format") != FORMAT or graph.get("version") != VERSION:
             raise ValueError(f"not a {FORMAT} v{VERSION} graph")
         self.g = graph
@@ -637,39 +663,61 @@ class Network:
         self.spiking = "spiking" in graph["facts"]
         self.fixed = "fixed-point" in graph["facts"]
         self.input_bits = int(graph["meta"].get("fixed_point", {}).get("input_bits", 0))
+        self.tile_bytes = tile_bytes
         self._fo: dict[str, np.ndarray] | None = None  # fan-outs, computed on first use
-        # values that carry binary spikes, and each value's last reader (to free it)
-        self.spike_values: set[str] = set()
+        # what each value carries, and each value's last reader (to free it)
+        self.value_kind: dict[str, str] = {}
         last: dict[str, int] = {}
         for i, op in enumerate(self.ops):
             for v in op["inputs"]:
                 last[v] = i
-            if S.carries_spikes(op["kind"], op["attrs"],
-                                [v in self.spike_values for v in op["inputs"]]):
-                self.spike_values.add(op["out"])
+            self.value_kind[op["out"]] = self._kind_of(op)
+        self.spike_values = {v for v, k in self.value_kind.items() if k == "spikes"}
         keep = set(graph["outputs"])
         self._free: list[list[str]] = [[] for _ in self.ops]
         for v, i in last.items():
             if v not in keep:
                 self._free[i].append(v)
+        providers = [] if accel is None else list(accel) if isinstance(accel, list) else [
+            accel]
         self._linear: dict[str, Callable] = {}
         self._kern: dict[str, Callable] = {}  # array kernels of spiking ops
+        self._step: dict[str, Callable] = {}  # step kernels replaced by a provider
         for op in self.ops:
             kern = KERNELS[op["kind"]]
-            if op["kind"] == "spikemaxpool":
-                fn = None if accel is None else accel.window_max(op)
-                self._kern[op["name"]] = fn or (lambda x, a=op["attrs"]: window_max(a, x))
             if kern.step is not None:
+                for p in providers:
+                    fn = getattr(p, "step", lambda *a: None)(op, self.P, self.fixed)
+                    if fn is not None:
+                        self._step[op["name"]] = fn
+                        break
+                if op["kind"] == "spikemaxpool":
+                    fn = None
+                    for p in providers:
+                        fn = getattr(p, "window_max", lambda *a: None)(op)
+                        if fn is not None:
+                            break
+                    self._kern[op["name"]] = fn or functools.partial(window_max, op["attrs"])
                 continue
-            fn = None
-            if accel is not None:
-                fn = accel.linear(op, self.P, self.fixed,
-                                  [v in self.spike_values for v in op["inputs"]])
             form = kern.fixed if self.fixed else kern.float
-            if fn is None and form is not None:
-                fn = functools.partial(_table_kernel, form, op, self.P)
+            fn = None if form is None else functools.partial(_table_kernel, form, op, self.P)
+            kinds = [self.value_kind.get(v, "dense") for v in op["inputs"]]
+            for p in reversed(providers):
+                if fn is None or not hasattr(p, "linear"):
+                    continue
+                fn = p.linear(op, self.P, self.fixed, kinds, fn) or fn
             if fn is not None:
                 self._linear[op["name"]] = fn
+
+    def _kind_of(self, op: dict) -> str:
+        """"spikes" (binary at every step), "sparse" (zero wherever no spike reached it:
+        pooled, padded, reshaped, joined or scaled spikes) or "dense"."""
+        ins = [self.value_kind.get(v, "dense") for v in op["inputs"]]
+        if S.carries_spikes(op["kind"], op["attrs"], [k == "spikes" for k in ins]):
+            return "spikes"
+        keeps_zeros = (op["kind"] in S.MOVES_DATA + ("avgpool", "add")
+                       or (op["kind"] == "affine" and not op["params"].get("shift")))
+        return "sparse" if keeps_zeros and ins and "dense" not in ins else "dense"
 
     @classmethod
     def load(cls, directory: str, accel: Any = None) -> Network:
@@ -784,17 +832,24 @@ class Network:
         return self._fo
 
     # ---------------------------------------------------------------- SNN mode ---------
-    def chunk_steps(self, batch: int, timesteps: int, chunk_bytes: int = CHUNK_BYTES) -> int:
-        """Steps per chunk: the largest op's inputs and output for all steps of the chunk
-        (and as much again for temporaries) within chunk_bytes."""
+    def step_bytes(self) -> int:
+        """Bytes of every value of the graph for one sample and one step: the working set
+        that a tile of (samples x steps) multiplies."""
         item = 8 if self.fixed else 4
-        per_step = max((sum(math.prod(self.shapes[v]) for v in op["inputs"])
-                        + math.prod(self.shapes[op["out"]])) for op in self.ops)
-        return int(max(1, min(timesteps, chunk_bytes // max(1, 2 * batch * per_step * item))))
+        return item * sum(math.prod(self.shapes[op["out"]]) for op in self.ops)
+
+    def tiling(self, batch: int, timesteps: int, tile_bytes: int | None = None
+               ) -> tuple[int, int]:
+        """(samples, steps) per tile: the tile's values fit in tile_bytes (default: the
+        network's TILE). Tiles keep many steps (each op call covers samples x steps
+        frames) and split the batch when one step of it would not fit."""
+        frames = max(1, (tile_bytes or self.tile_bytes) // max(1, self.step_bytes()))
+        samples = min(batch, max(1, frames // min(timesteps, TILE_STEPS)))
+        return samples, int(max(1, min(timesteps, frames // samples)))
 
     def simulate(self, x: np.ndarray, timesteps: int, *, sample_offset: int = 0,
                  marks: list[int] | None = None, observe: Callable | None = None,
-                 record: Callable | None = None, chunk_bytes: int = CHUNK_BYTES
+                 record: Callable | None = None, tile_bytes: int | None = None
                  ) -> dict[str, Any]:
         """Run one batch for `timesteps` steps.
 
@@ -803,8 +858,14 @@ class Network:
         taken; "spikes": {op name: (len(marks),) total spikes of the batch up to each
         mark} per spike source; "synops": (len(marks),) SynOps up to each mark.
         observe(t, counts) (optional) is called at every mark with {op name: (B, ...)
-        spikes per neuron up to step t}; record(op name, t0, chunk) (optional, for
-        step-by-step traces) sees every spike source's (steps, B, ...) spikes."""
+        spikes per neuron up to step t}; record(op name, t0, spikes) (optional, for
+        step-by-step traces) sees every spike source's (steps, B, ...) spikes (the
+        batch is then one tile; copy the array to keep it).
+
+        The batch runs in tiles of (samples x steps) whose values fit in cache
+        (`tiling`): for every chunk of steps, each slice of samples goes through all
+        ops, its state carried from chunk to chunk; samples are independent, so this is
+        the same computation as the whole batch at once."""
         if not self.spiking:
             raise ValueError("graph is not spiking; convert it first")
         if timesteps < 1:
@@ -812,9 +873,10 @@ class Network:
         b = x.shape[0]
         marks = sorted({int(t) for t in (marks or ()) if 1 <= t <= timesteps}
                        | {timesteps})
-        per = self.chunk_steps(b, timesteps, chunk_bytes)
-        state: dict[str, Any] = {}
-        samples = np.arange(sample_offset, sample_offset + b)
+        bt, per = self.tiling(b, timesteps, tile_bytes)
+        if record is not None:  # traces see the whole batch at every step
+            bt = b
+        tiles = [(lo, min(b, lo + bt)) for lo in range(0, b, bt)]
         fanout = self.fanouts()
         sources = [op for op in self.ops if S.is_spike_source(op["kind"], op["attrs"])]
         dtype = I64 if self.fixed else F32
@@ -824,29 +886,36 @@ class Network:
         synops = np.zeros(len(marks), np.float64)
         out_name = self.g["outputs"][0]
         output: np.ndarray | None = None
-        feeds = {r["name"]: Signal(np.asarray(x, F32)[None], True, False)
-                 for r in self.g["inputs"][:1]}
+        xs = np.asarray(x, F32)
+        inp = self.g["inputs"][0]["name"]
+        # per tile: its state, its input feed (kept, so constant signals are reused) and
+        # views of the counts
+        tile_state = [({}, Signal(xs[lo:hi][None], True, False),
+                       {k: v[lo:hi] for k, v in counts.items()},
+                       np.arange(sample_offset + lo, sample_offset + hi)) for lo, hi in tiles]
         t0, mi = 0, 0
         while t0 < timesteps:
             n = min(per, marks[mi] - t0)
-            c = Chunk(n, t0, b, state, samples, self.fixed, self.P, self.input_bits,
-                      self._kern)
-            env = dict(feeds)
-            for i, op in enumerate(self.ops):
-                ins = [env[v] for v in op["inputs"]]
-                step = KERNELS[op["kind"]].step
-                sig = step(c, op, ins) if step is not None else self._apply(op, ins, c)
-                env[op["out"]] = sig
-                if op["name"] in counts:
-                    counts[op["name"]] += sig.data.sum(axis=0)
-                    if record is not None:
-                        record(op["name"], t0, sig.data)
-                for v in self._free[i]:
-                    env.pop(v, None)
-            res = env[out_name]
-            if output is None:
-                output = np.empty((timesteps,) + res.data.shape[1:], res.data.dtype)
-            output[t0:t0 + n] = res.data
+            for (lo, hi), (state, feed, tcounts, samples) in zip(tiles, tile_state):
+                c = Chunk(n, t0, hi - lo, state, samples, self.fixed, self.P,
+                          self.input_bits, self._kern, tcounts)
+                env = {inp: feed}
+                for i, op in enumerate(self.ops):
+                    ins = [env[v] for v in op["inputs"]]
+                    step = self._step.get(op["name"]) or KERNELS[op["kind"]].step
+                    sig = step(c, op, ins) if step is not None else self._apply(op, ins, c)
+                    env[op["out"]] = sig
+                    if op["name"] in tcounts:
+                        if not sig.counted:
+                            tcounts[op["name"]] += sig.data.sum(axis=0)
+                        if record is not None:
+                            record(op["name"], t0, sig.data)
+                    for v in self._free[i]:
+                        env.pop(v, None)
+                res = env[out_name]
+                if output is None:
+                    output = np.empty((timesteps, b) + res.data.shape[2:], res.data.dtype)
+                output[t0:t0 + n, lo:hi] = res.data
             t0 += n
             if t0 == marks[mi]:
                 for op in sources:
