@@ -293,6 +293,7 @@ def _cmd_eval(a: argparse.Namespace) -> int:
     res = evaluate(a.out, a.data, steps, batch=a.batch, progress=_tty_progress,
                    diagnose=not a.no_diagnostics, costs=a.cost_table)
     print(f"ANN accuracy (onnxruntime): {res['ann_accuracy']:.4f} on {res['samples']} samples")
+    print(f"simulator: {res['engine']}")
     print(format_table(["T", "accuracy", "spikes/sample", "SynOps/sample"],
                        [[r["timesteps"], f"{r['accuracy']:.4f}",
                          f"{r['spikes_per_sample']:.1f}", f"{r['synops_per_sample']:.1f}"]

@@ -88,6 +88,7 @@ class _Layer:
     def __init__(self, name: str, value: str, size: int, n_points: int):
         self.name, self.value, self.size = name, value, size
         self.rhat: np.ndarray | None = None  # (B, size) ANN-view rates of the batch
+        self.rhat32: np.ndarray | None = None  # the same in float32 (the K curve's terms)
         self.err = np.zeros(n_points)  # sum ||r(t) - rhat||^2 per checkpoint
         self.rhat_l1 = self.rhat_l2 = 0.0
         self.sxy = self.sx = self.sy = self.sxx = self.syy = 0.0
@@ -123,6 +124,7 @@ class Diagnostics:
         for lay in self.layers.values():
             r = rates[lay.value].reshape(len(xb), -1).astype(np.float64)
             lay.rhat = r
+            lay.rhat32 = r.astype(np.float32)
             lay.rhat_l1 += float(np.abs(r).sum())
             lay.rhat_l2 += float((r * r).sum())
             lay.ann_above += int((r > 1.0).sum())
@@ -136,11 +138,13 @@ class Diagnostics:
         for lay in self.layers.values():
             if lay.rhat is None or lay.name not in counts:
                 continue
-            c = counts[lay.name].reshape(len(lay.rhat), -1).astype(np.float64)
-            d = c / self._steps_in(t) - lay.rhat
-            lay.err[k] += float((d * d).sum())
+            c = counts[lay.name].reshape(len(lay.rhat), -1)
+            d = np.multiply(c, np.float32(1.0 / self._steps_in(t)), dtype=np.float32)
+            d -= lay.rhat32
+            flat = d.reshape(-1)
+            lay.err[k] += float(np.dot(flat, flat))
             if t == self.tmax:
-                self._finish_batch(lay, c)
+                self._finish_batch(lay, c.astype(np.float64))
 
     def _finish_batch(self, lay: _Layer, count: np.ndarray) -> None:
         r = count / self._steps_in(self.tmax)
@@ -153,7 +157,7 @@ class Diagnostics:
         lay.n_pairs += r.size
         lay.saturated += int((count >= SATURATED * self.tmax).sum())
         lay.fired += count.sum(axis=0)
-        lay.rhat = None
+        lay.rhat = lay.rhat32 = None
 
     def result(self) -> list[dict[str, Any]]:
         rows = []

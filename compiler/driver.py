@@ -12,7 +12,7 @@ import numpy as np
 import onnx
 from snnc import __version__
 from snnc.backends import BACKENDS
-from snnc.backends.sim import Simulator, accelerated, network, runtime
+from snnc.backends.sim import Simulator, accelerated, cpus, describe, network, runtime
 from snnc.calibration import OnnxCalibration, ort_batches, ort_session
 from snnc.data import load_npz
 from snnc.diagnostics import Diagnostics, cost_table, energy, verdicts
@@ -140,7 +140,8 @@ def convert(model: onnx.ModelProto, opts: Options, *, calib_x: np.ndarray | None
     if calibration is None and calib_x is not None:
         calibration = OnnxCalibration(imported.model, calib_x)
     ctx = PassContext(calibration=calibration, structure_only=structure_only,
-                      simulator=Simulator(accelerated()), progress=progress)
+                      simulator=Simulator(accelerated(), threads=cpus()),
+                      progress=progress)
     graph = run_passes(graph, parse_pipeline(opts.pipeline()), ctx,
                        print_ir_after_all=print_ir_after_all, dump_dir=dump_dir,
                        timings=timings)
@@ -264,7 +265,8 @@ def evaluate(out_dir: str | Path, data: str | Path, timesteps: list[int], *,
     model = load_model(source)
     ann = ann_accuracy(model, x, y, batch)
     steps = sorted(set(timesteps))
-    net = network(graph, accelerated())
+    kernels = accelerated()
+    net = network(graph, kernels, cpus())
     obs = Diagnostics(net.g, max(steps), steps) if diagnose else None
     bar = (contextlib.nullcontext(None) if progress is None else
            progress("simulating", len(x)))
@@ -272,7 +274,7 @@ def evaluate(out_dir: str | Path, data: str | Path, timesteps: list[int], *,
         res = runtime.evaluate(net, x, y, steps, batch=batch, progress=update, observer=obs)
     out = {"ann_accuracy": ann, "snn": res["snn"], "samples": len(x),
            "accuracy_per_step": res["accuracy_per_step"],
-           "layer_spikes_per_sample": res["layer_spikes"]}
+           "layer_spikes_per_sample": res["layer_spikes"], "engine": describe(kernels)}
     if obs is not None and table is not None:
         tmax = max(steps)
         layers = obs.result()
@@ -397,8 +399,8 @@ def sweep(model_path: str | Path, calib: str | Path | None, data: str | Path,
             results: list[dict[str, Any]] = []
             for o, ts in plan:
                 _, graph, _ = convert(model, o, calibration=calibration, progress=progress)
-                res = runtime.evaluate(network(graph, accelerated()), x, y, ts, batch=batch,
-                                       progress=update)
+                res = runtime.evaluate(network(graph, accelerated(), cpus()), x, y, ts,
+                                       batch=batch, progress=update)
                 results.extend(res["snn"])
             rows.append({"setting": setting_name(opts),
                          "options": {"norm": opts.norm, "shift_bias": opts.shift_bias,

@@ -171,8 +171,9 @@ def test_artifact_runs_with_numpy_alone(compiled, tmp_path, mnist):
             elif isinstance(node, ast.ImportFrom):
                 imported.add((node.module or "").split(".")[0])
         # `snnc` only inside the package (runtime._semantics), never in the standalone run
-        assert imported <= {"__future__", "argparse", "collections", "dataclasses",
-                            "functools", "importlib", "json", "math", "os", "sys", "typing", "numpy",
+        assert imported <= {"__future__", "argparse", "collections", "concurrent", "dataclasses",
+                            "functools", "importlib", "json", "math", "os", "sys", "typing",
+                            "numpy",
                             "snnc"}, (f, imported)
     copy = tmp_path / "copy"
     shutil.copytree(compiled, copy)

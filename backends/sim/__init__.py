@@ -8,6 +8,7 @@ copied into OUT/).
 """
 from __future__ import annotations
 
+import os
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -22,29 +23,46 @@ RUNTIME_FILE = "snn_runtime.py"
 SEMANTICS_FILE = "snn_semantics.py"
 
 
-def accelerated(threads: int | None = None, native: bool = True) -> list[Any]:
+def cpus() -> int:
+    """The CPUs this process may run on."""
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (
+        os.cpu_count() or 1)
+
+
+def accelerated(native: bool = True) -> list[Any]:
     """The fastest kernels with the runtime's meaning that this machine offers (what
     `snnc eval`, sweeps and bias calibration simulate with), in order of preference:
     the native kernels (native.py: fused neuron scans and max-pool gates, event-driven
-    convolutions and dense layers on spikes) when a C compiler could build them, then
-    onnxruntime's (convolutions, pools and the max-pool gate's window maximum on the
-    whole chunk). threads: for both (None: one thread for the native kernels,
-    onnxruntime's default for its own)."""
+    convolutions and dense layers) when a C compiler could build them, then
+    onnxruntime's (convolutions, pools and the max-pool gate's window maximum on whole
+    tiles). Each runs on one thread: parallelism comes from simulating tiles side by side
+    (runtime.Network(threads=...))."""
     from snnc.backends.sim import native as native_mod
     from snnc.backends.sim.ort_kernels import OrtKernels
 
     kernels: list[Any] = []
     lib = native_mod.load() if native else None
     if lib is not None:
-        kernels.append(native_mod.NativeKernels(lib, threads))
-    kernels.append(OrtKernels(threads))
+        kernels.append(native_mod.NativeKernels(lib))
+    kernels.append(OrtKernels(1))
     return kernels
 
 
-def network(graph: Graph, accel: Any = None) -> runtime.Network:
+def describe(kernels: list[Any]) -> str:
+    """One line on what a list of kernel providers (accelerated()) is, for the user."""
+    from snnc.backends.sim import native as native_mod
+
+    names = [type(k).__name__ for k in kernels]
+    if "NativeKernels" in names:
+        return "native kernels (IF, max-pool gates, event-driven synapses) + onnxruntime"
+    return f"onnxruntime kernels (native kernels unavailable: {native_mod.status()})"
+
+
+def network(graph: Graph, accel: Any = None, threads: int = 1) -> runtime.Network:
     """A runtime Network over an in-memory graph (weights shared, not copied). accel:
-    faster linear kernels (e.g. backends/sim/ort_kernels.OrtKernels)."""
-    return runtime.Network(graph_to_dict(graph), graph.params, accel)
+    faster kernels with the same meaning (accelerated()); threads: tiles simulated side
+    by side."""
+    return runtime.Network(graph_to_dict(graph), graph.params, accel, threads=threads)
 
 
 def interpret(graph: Graph, feeds: dict[str, np.ndarray],
@@ -67,9 +85,10 @@ class Simulator:
     on in-memory graphs, batch by batch. accel: faster linear kernels with the same
     meaning (see runtime.Network)."""
 
-    def __init__(self, accel: Any = None, batch: int = 100):
+    def __init__(self, accel: Any = None, batch: int = 100, threads: int = 1):
         self.accel = accel
         self.batch = batch
+        self.threads = threads
 
     def rates(self, graph: Graph, x: np.ndarray, values: list[str]) -> dict[str, np.ndarray]:
         """The spiking graph's ANN view on inputs x: each named value as the rate per step
@@ -81,7 +100,7 @@ class Simulator:
                      ) -> dict[str, np.ndarray]:
         """Spikes per neuron, (N, ...) float64, of the named spiking ops after simulating
         inputs x for `timesteps` steps (global sample indices 0..N-1)."""
-        net = network(graph, self.accel)
+        net = network(graph, self.accel, self.threads)
         parts: dict[str, list[np.ndarray]] = {name: [] for name in ops}
         for off, xb, _ in runtime.batches(x, None, self.batch):
             def take(t: int, counts: dict[str, np.ndarray]) -> None:

@@ -43,26 +43,27 @@ static void K(if_row_any)(int64_t m, T *restrict v, const T *restrict in, T *res
 
 /* v (b, per) membranes; data (n or 1, b, per) input currents; out (n, b, per) spikes;
  * th (th_len = 1 or per); count (b, per) spikes so far, only when cap > 0; total (b, per)
- * gets each neuron's spikes of the chunk added. Blocks of IF_BLOCK neurons of one sample
- * run all steps while their membranes stay in L1. */
+ * gets each neuron's spikes of the chunk added. Work items [lo, hi) are (sample, block of
+ * IF_BLOCK neurons) pairs, so threads can share even one sample; a block runs all steps
+ * while its membranes stay in L1. */
 void K(snn_if)(int64_t n, int64_t b, int64_t per, int64_t lo, int64_t hi, T *v,
                const T *data, int const_in, const T *th, int64_t th_len, int zero,
                int64_t cap, T *count, T *out, T *total)
 {
     const int simple = th_len == 1 && !zero && !count;
-    for (int64_t s = lo; s < hi; s++) {
-        for (int64_t k0 = 0; k0 < per; k0 += IF_BLOCK) {
-            const int64_t m = per - k0 < IF_BLOCK ? per - k0 : IF_BLOCK;
-            const int64_t at = s * per + k0;
-            for (int64_t i = 0; i < n; i++) {
-                const T *in = data + (const_in ? 0 : i * b * per) + at;
-                T *o = out + i * b * per + at;
-                if (simple)
-                    K(if_row)(m, v + at, in, o, total + at, th[0]);
-                else
-                    K(if_row_any)(m, v + at, in, o, total + at, th_len == 1 ? th : th + k0,
-                                  th_len, zero, cap, count ? count + at : 0);
-            }
+    const int64_t blocks = (per + IF_BLOCK - 1) / IF_BLOCK;
+    for (int64_t r = lo; r < hi; r++) {
+        const int64_t s = r / blocks, k0 = (r - s * blocks) * IF_BLOCK;
+        const int64_t m = per - k0 < IF_BLOCK ? per - k0 : IF_BLOCK;
+        const int64_t at = s * per + k0;
+        for (int64_t i = 0; i < n; i++) {
+            const T *in = data + (const_in ? 0 : i * b * per) + at;
+            T *o = out + i * b * per + at;
+            if (simple)
+                K(if_row)(m, v + at, in, o, total + at, th[0]);
+            else
+                K(if_row_any)(m, v + at, in, o, total + at, th_len == 1 ? th : th + k0,
+                              th_len, zero, cap, count ? count + at : 0);
         }
     }
 }
@@ -96,8 +97,9 @@ static void K(gate2x2_row)(int64_t ow, T *restrict c0, T *restrict c1,
 /* counts (frames, C, H, W) running input spike counts, this step included; per window
  * the spike of the tap with the highest count, the first tap (row-major) on ties; taps
  * outside the input (padding, ceil_mode) never win. spikes (n, frames, C, H, W) -> out
- * (n, frames, C, OH, OW). geo: C H W OH OW kh kw sh sw pt pl dh dw. Selection is
- * branch-free (a branch on counts would mispredict). */
+ * (n, frames, C, OH, OW). Work items [lo, hi) are (frame, channel) pairs. geo: C H W OH
+ * OW kh kw sh sw pt pl dh dw. Selection is branch-free (a branch on counts would
+ * mispredict). */
 void K(snn_gate)(int64_t n, int64_t frames, int64_t lo, int64_t hi, const int64_t *geo,
                  T *counts, const T *spikes, T *out)
 {
@@ -107,46 +109,39 @@ void K(snn_gate)(int64_t n, int64_t frames, int64_t lo, int64_t hi, const int64_
     const int64_t plane = H * W, oplane = OH * OW;
     const int two = kh == 2 && kw == 2 && sh == 2 && sw == 2 && pt == 0 && pl == 0
                     && dh == 1 && dw == 1 && OH * 2 <= H && OW * 2 <= W;
-    for (int64_t f = lo; f < hi; f++) {
+    for (int64_t r = lo; r < hi; r++) {
+        const int64_t f = r / C, c = r - f * C;
+        T *cc = counts + (f * C + c) * plane;
         for (int64_t i = 0; i < n; i++) {
-            const T *sp = spikes + (i * frames + f) * C * plane;
-            T *o = out + (i * frames + f) * C * oplane;
-            T *cn = counts + f * C * plane;
+            const T *sc = spikes + ((i * frames + f) * C + c) * plane;
+            T *oc = out + ((i * frames + f) * C + c) * oplane;
             if (two) {
-                for (int64_t c = 0; c < C; c++) {
-                    for (int64_t y = 0; y < OH; y++) {
-                        const int64_t r = c * plane + 2 * y * W;
-                        K(gate2x2_row)(OW, cn + r, cn + r + W, sp + r, sp + r + W,
-                                       o + c * oplane + y * OW);
-                    }
-                    if (H > 2 * OH || W > 2 * OW)  /* rows / columns no window covers */
-                        for (int64_t h = 0; h < H; h++)
-                            for (int64_t w = (h < 2 * OH ? 2 * OW : 0); w < W; w++)
-                                cn[c * plane + h * W + w] += sp[c * plane + h * W + w];
-                }
+                for (int64_t y = 0; y < OH; y++)
+                    K(gate2x2_row)(OW, cc + 2 * y * W, cc + (2 * y + 1) * W, sc + 2 * y * W,
+                                   sc + (2 * y + 1) * W, oc + y * OW);
+                if (H > 2 * OH || W > 2 * OW)  /* inputs no window covers: count them */
+                    for (int64_t h = 0; h < H; h++)
+                        for (int64_t w = (h < 2 * OH ? 2 * OW : 0); w < W; w++)
+                            cc[h * W + w] += sc[h * W + w];
                 continue;
             }
-            for (int64_t k = 0; k < C * plane; k++) cn[k] += sp[k];
-            for (int64_t c = 0; c < C; c++) {
-                const T *cc = cn + c * plane, *sc = sp + c * plane;
-                T *oc = o + c * oplane;
-                for (int64_t y = 0; y < OH; y++) {
-                    for (int64_t x = 0; x < OW; x++) {
-                        T best = -1, win = 0;  /* counts are >= 0: a real tap wins */
-                        for (int64_t a = 0; a < kh; a++) {
-                            const int64_t h = y * sh - pt + a * dh;
-                            if (h < 0 || h >= H) continue;
-                            for (int64_t e = 0; e < kw; e++) {
-                                const int64_t w = x * sw - pl + e * dw;
-                                if (w < 0 || w >= W) continue;
-                                const T cnt = cc[h * W + w];
-                                const int g = cnt > best;
-                                best = g ? cnt : best;
-                                win = g ? sc[h * W + w] : win;
-                            }
+            for (int64_t k = 0; k < plane; k++) cc[k] += sc[k];
+            for (int64_t y = 0; y < OH; y++) {
+                for (int64_t x = 0; x < OW; x++) {
+                    T best = -1, win = 0;  /* counts are >= 0: a real tap wins */
+                    for (int64_t a = 0; a < kh; a++) {
+                        const int64_t h = y * sh - pt + a * dh;
+                        if (h < 0 || h >= H) continue;
+                        for (int64_t e = 0; e < kw; e++) {
+                            const int64_t w = x * sw - pl + e * dw;
+                            if (w < 0 || w >= W) continue;
+                            const T cnt = cc[h * W + w];
+                            const int g = cnt > best;
+                            best = g ? cnt : best;
+                            win = g ? sc[h * W + w] : win;
                         }
-                        oc[y * OW + x] = win;
                     }
+                    oc[y * OW + x] = win;
                 }
             }
         }

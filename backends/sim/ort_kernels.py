@@ -115,6 +115,9 @@ class OrtKernels:
         so.inter_op_num_threads = 1
         if self.threads:
             so.intra_op_num_threads = self.threads
+        # the simulator calls between numpy and native work: idle onnxruntime threads
+        # must sleep, not spin on the cores that work needs
+        so.add_session_config_entry("session.intra_op.allow_spinning", "0")
         sess = ort.InferenceSession(model.SerializeToString(), so,
                                     providers=["CPUExecutionProvider"])
 

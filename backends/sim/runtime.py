@@ -649,10 +649,12 @@ class Network:
           for a spiking max-pool: the max over its windows of x (N, C, H, W), exact;
       step(op, params, fixed) -> callable(chunk, op, ins) | None
           for a spiking op: its whole step kernel.
-    None keeps the runtime's own kernel."""
+    None keeps the runtime's own kernel.
+
+    threads: tiles of the batch simulated side by side (see tiling)."""
 
     def __init__(self, graph: dict[str, Any], params: dict[str, np.ndarray],
-                 accel: Any = None, tile_bytes: int = TILE_BYTES):
+                 accel: Any = None, tile_bytes: int = TILE_BYTES, threads: int = 1):
         if graph.get("format") != FORMAT or graph.get("version") != VERSION:
             raise ValueError(f"not a {FORMAT} v{VERSION} graph")
         self.g = graph
@@ -664,6 +666,10 @@ class Network:
         self.fixed = "fixed-point" in graph["facts"]
         self.input_bits = int(graph["meta"].get("fixed_point", {}).get("input_bits", 0))
         self.tile_bytes = tile_bytes
+        #: tiles run side by side on this many threads (numpy, onnxruntime and the native
+        #: kernels release the GIL); each tile's computation is the same on any thread
+        self.threads = max(1, threads)
+        self._executor: Any = None
         self._fo: dict[str, np.ndarray] | None = None  # fan-outs, computed on first use
         # what each value carries, and each value's last reader (to free it)
         self.value_kind: dict[str, str] = {}
@@ -720,12 +726,12 @@ class Network:
         return "sparse" if keeps_zeros and ins and "dense" not in ins else "dense"
 
     @classmethod
-    def load(cls, directory: str, accel: Any = None) -> Network:
+    def load(cls, directory: str, accel: Any = None, threads: int = 1) -> Network:
         with open(os.path.join(directory, "graph.json")) as f:
             g = json.load(f)
         with np.load(os.path.join(directory, "params.npz"), allow_pickle=False) as z:
             params = {k: z[k] for k in z.files}
-        return cls(g, params, accel)
+        return cls(g, params, accel, threads=threads)
 
     # ---------------------------------------------------------------- ANN mode ---------
     def run_ann(self, feeds: dict[str, np.ndarray], outputs: list[str] | None = None
@@ -748,8 +754,16 @@ class Network:
         env = {self.g["inputs"][0]["name"]: x}
         for op in self.ops:
             kern = KERNELS[op["kind"]]
+            ins = [env[i] for i in op["inputs"]]
+            # a float graph's linear ops and max-pools: the same functions through the
+            # faster kernels prepared for simulation
+            fast = None if self.fixed else (self._kern.get(op["name"]) if op["kind"] ==
+                                            "spikemaxpool" else self._linear.get(op["name"]))
+            if fast is not None and (kern.rate is None or op["kind"] == "spikemaxpool"):
+                env[op["out"]] = fast(ins if kern.rate is None else ins[0])
+                continue
             form = kern.rate or ((self.fixed and kern.fixed_rate) or kern.float)
-            env[op["out"]] = form(op, self.P, [env[i] for i in op["inputs"]])
+            env[op["out"]] = form(op, self.P, ins)
         return {k: env[k] for k in outputs}
 
     # ---------------------------------------------------------------- fan-out --------
@@ -841,10 +855,13 @@ class Network:
     def tiling(self, batch: int, timesteps: int, tile_bytes: int | None = None
                ) -> tuple[int, int]:
         """(samples, steps) per tile: the tile's values fit in tile_bytes (default: the
-        network's TILE). Tiles keep many steps (each op call covers samples x steps
-        frames) and split the batch when one step of it would not fit."""
+        network's TILE_BYTES). Tiles keep many steps (each op call covers samples x steps
+        frames) and split the batch when one step of it would not fit, or into at least
+        one tile per thread."""
         frames = max(1, (tile_bytes or self.tile_bytes) // max(1, self.step_bytes()))
         samples = min(batch, max(1, frames // min(timesteps, TILE_STEPS)))
+        if self.threads > 1:  # a tile for every thread
+            samples = min(samples, max(1, -(-batch // self.threads)))
         return samples, int(max(1, min(timesteps, frames // samples)))
 
     def simulate(self, x: np.ndarray, timesteps: int, *, sample_offset: int = 0,
@@ -884,38 +901,26 @@ class Network:
                   for op in sources}
         spikes = {op["name"]: np.zeros(len(marks), np.float64) for op in sources}
         synops = np.zeros(len(marks), np.float64)
-        out_name = self.g["outputs"][0]
         output: np.ndarray | None = None
         xs = np.asarray(x, F32)
-        inp = self.g["inputs"][0]["name"]
-        # per tile: its state, its input feed (kept, so constant signals are reused) and
-        # views of the counts
+        # per tile: its state, its input feed (kept, so constant signals are reused),
+        # views of the counts and the global indices of its samples
         tile_state = [({}, Signal(xs[lo:hi][None], True, False),
                        {k: v[lo:hi] for k, v in counts.items()},
                        np.arange(sample_offset + lo, sample_offset + hi)) for lo, hi in tiles]
+        pool = self._pool() if len(tiles) > 1 and record is None else None
         t0, mi = 0, 0
         while t0 < timesteps:
             n = min(per, marks[mi] - t0)
-            for (lo, hi), (state, feed, tcounts, samples) in zip(tiles, tile_state):
-                c = Chunk(n, t0, hi - lo, state, samples, self.fixed, self.P,
-                          self.input_bits, self._kern, tcounts)
-                env = {inp: feed}
-                for i, op in enumerate(self.ops):
-                    ins = [env[v] for v in op["inputs"]]
-                    step = self._step.get(op["name"]) or KERNELS[op["kind"]].step
-                    sig = step(c, op, ins) if step is not None else self._apply(op, ins, c)
-                    env[op["out"]] = sig
-                    if op["name"] in tcounts:
-                        if not sig.counted:
-                            tcounts[op["name"]] += sig.data.sum(axis=0)
-                        if record is not None:
-                            record(op["name"], t0, sig.data)
-                    for v in self._free[i]:
-                        env.pop(v, None)
-                res = env[out_name]
+            jobs = [functools.partial(self._run_tile, Chunk(
+                n, t0, hi - lo, state, samples, self.fixed, self.P, self.input_bits,
+                self._kern, tcounts), feed, record)
+                for (lo, hi), (state, feed, tcounts, samples) in zip(tiles, tile_state)]
+            results = list(pool.map(lambda job: job(), jobs)) if pool else [j() for j in jobs]
+            for (lo, hi), res in zip(tiles, results):
                 if output is None:
-                    output = np.empty((timesteps, b) + res.data.shape[2:], res.data.dtype)
-                output[t0:t0 + n, lo:hi] = res.data
+                    output = np.empty((timesteps, b) + res.shape[2:], res.dtype)
+                output[t0:t0 + n, lo:hi] = res
             t0 += n
             if t0 == marks[mi]:
                 for op in sources:
@@ -927,6 +932,33 @@ class Network:
                     observe(t0, counts)
                 mi += 1
         return {"output": output, "marks": marks, "spikes": spikes, "synops": synops}
+
+    def _run_tile(self, c: Chunk, feed: Signal, record: Callable | None) -> np.ndarray:
+        """Every op on one tile for the chunk's steps; the readout (steps, samples, ...)."""
+        env = {self.g["inputs"][0]["name"]: feed}
+        for i, op in enumerate(self.ops):
+            ins = [env[v] for v in op["inputs"]]
+            step = self._step.get(op["name"]) or KERNELS[op["kind"]].step
+            sig = step(c, op, ins) if step is not None else self._apply(op, ins, c)
+            env[op["out"]] = sig
+            if op["name"] in c.counts:
+                if not sig.counted:
+                    c.counts[op["name"]] += sig.data.sum(axis=0)
+                if record is not None:
+                    record(op["name"], c.t0, sig.data)
+            for v in self._free[i]:
+                env.pop(v, None)
+        return c.full(env[self.g["outputs"][0]])
+
+    def _pool(self) -> Any:
+        """The threads that run tiles side by side (None: one thread)."""
+        if self.threads < 2:
+            return None
+        if self._executor is None:
+            from concurrent.futures import ThreadPoolExecutor
+
+            self._executor = ThreadPoolExecutor(self.threads, thread_name_prefix="snnc-sim")
+        return self._executor
 
     def _apply(self, op: dict, ins: list[Signal], c: Chunk) -> Signal:
         """A non-spiking op over the chunk: once when every operand is constant in time

@@ -126,13 +126,13 @@ def measure(name: str, engines: list[str], steps: int, batch: int, threads: int,
         feed = {sess.get_inputs()[0].name: xb}
         runs: dict[str, Any] = {}
         if "eval" in engines:
-            net = network(graph, accelerated(threads))
+            net = network(graph, accelerated(), threads)
             runs["eval"] = lambda: net.simulate(xb, steps)
         if "ort" in engines:
-            ortnet = network(graph, accelerated(threads, native=False))
+            ortnet = network(graph, accelerated(native=False), threads)
             runs["ort"] = lambda: ortnet.simulate(xb, steps)
         if "numpy" in engines:
-            plain = network(graph)
+            plain = network(graph, None, threads)
             runs["numpy"] = lambda: plain.simulate(xb, steps)
         if "old" in engines:
             old = _old_runtime(old_rev).Network.load(str(out_dir))
