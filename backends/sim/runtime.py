@@ -14,23 +14,26 @@ fixed-point form (ANN-level and linear ops, on batch-leading arrays), and for sp
 the step form (a chunk of time steps, stateful) and the rate view (what the op computes
 in rate terms, for diagnostics). Adding an op kind adds an entry, not branches.
 
-Two modes:
+Three modes:
   * run_ann(): evaluates ANN-level ops on batch-leading arrays (used by the differential
     tests against onnxruntime, and after every ANN-preserving pass).
-  * simulate(): runs a spiking graph for T steps, layer-major over chunks of time steps:
-    every linear op (conv, dense, pooling ...) sees the whole chunk as one (steps x batch)
-    batch, one GEMM per layer and chunk, then each neuron population scans its chunk.
-    Signals are (steps, B, ...) arrays; a signal constant in time (the analog input current
-    and whatever linear ops compute from it) is (1, B, ...), computed once.
+  * simulate(): runs a spiking graph for T steps, layer-major over tiles of (samples x
+    steps) sized to stay in cache: every linear op (conv, dense, pooling ...) sees a
+    tile's frames as one batch, one GEMM per layer and tile, then each neuron population
+    scans its tile over the steps. Signals are (steps, samples, ...) arrays; a signal
+    constant in time (the analog input current and whatever linear ops compute from it)
+    is (1, samples, ...), computed once per batch.
+  * run_rates(): the spiking graph's ANN view (what the firing rates approximate).
 Coding lives in the spiking ops (encode, current, if, spikemaxpool, accumulate,
 spikesoftmax); nothing here assumes rate coding outside them.
 
 Arithmetic: float32, or, for a graph with the fact "fixed-point" (passes/quantize.py),
 exact integer arithmetic (int64 values, int32 saturation), the same operations as the
-generated C code, so both agree spike for spike. The linear kernels of a Network can be
-replaced by faster ones with the same meaning (snnc eval passes onnxruntime's; see
-`Network(accel=...)`): float results then differ only by summation order, fixed-point
-results not at all.
+generated C code, so both agree spike for spike. Kernel providers can replace the table's
+kernels with faster ones of the same meaning (`Network(accel=...)`; snnc eval passes
+onnxruntime's and native ones, backends/sim/ort_kernels.py and native.py): float results
+then differ only by summation order, fixed-point results not at all. On a GPU (ROADMAP)
+a provider is the place for onnxruntime's CUDA kernels.
 
 Determinism: the same network, input, flags and batch give identical outputs. Across batch
 sizes, what is computed by exact arithmetic is identical (fixed point; Poisson input
@@ -80,11 +83,12 @@ I64 = np.int64
 #: it; TILE_STEPS: steps a tile aims for before it splits the batch
 TILE_BYTES = 1 << 23
 TILE_STEPS = 16
-#: im2col columns of one numpy convolution GEMM
+#: im2col columns of one numpy convolution GEMM (counted apart from the tile: it lives
+#: only inside the convolution)
 CHUNK_BYTES = 1 << 25
-#: elements per block of the neuron scans: a block's membrane, input and spike rows stay
-#: in cache (L2/L3) through the scan over the chunk's steps, and blocks are large enough
-#: that numpy's per-call cost stays small
+#: elements per block of the numpy neuron scans: a block's membrane, input and spike rows
+#: stay in cache through the scan over the tile's steps, and blocks are large enough that
+#: numpy's per-call cost stays small
 SCAN_BLOCK = 1 << 17
 #: exactness bounds of integer sums in floating point (below them BLAS is exact)
 _F32_EXACT, _F64_EXACT = 2.0 ** 24, 2.0 ** 52

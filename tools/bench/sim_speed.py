@@ -74,7 +74,13 @@ def _sj_runners(name: str, x: np.ndarray, steps: int, threads: int) -> dict[str,
     model, _, _ = ref.torch_model_from_onnx(name, train, xt.astype(np.float32),
                                             yt.astype(np.int64))
     calib, _ = data("calib")
-    snn = ref.convert(sj, model, "99.9%", ref._batches(calib.astype(np.float32), 100))
+    try:
+        snn = ref.convert(sj, model, "99.9%", ref._batches(calib.astype(np.float32), 100))
+    except ValueError as exc:  # SJ cannot convert Clip (torch.clamp) networks
+        print(f"[{name}] SpikingJelly cannot convert it ({exc}); timing its "
+              "clamp->relu variant (same layers and sizes)", file=sys.stderr)
+        model = ref.clamp_to_relu(model)
+        snn = ref.convert(sj, model, "99.9%", ref._batches(calib.astype(np.float32), 100))
     xb = torch.from_numpy(x)
 
     def single() -> None:
