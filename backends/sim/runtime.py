@@ -199,13 +199,27 @@ def k_clip(op, P, xs):
                    ).astype(F32, copy=False)
 
 
+def window_reduce(attrs, x: np.ndarray, pad: float, ufunc: np.ufunc) -> np.ndarray:
+    """ufunc (np.maximum, np.add) over every window of x (..., H, W), taps in row-major
+    order, padding (and the ceil_mode end) filled with `pad`: one pass per tap over the
+    output, instead of a reduction over the two small window axes of a strided view."""
+    taps = S.pool_windows(attrs, x, pad)
+    kh, kw = taps.shape[-2:]
+    out = np.array(taps[..., 0, 0])
+    for i in range(kh):
+        for j in range(kw):
+            if i or j:
+                ufunc(out, taps[..., i, j], out=out)
+    return out
+
+
 def k_maxpool(op, P, xs):
-    return S.pool_windows(op["attrs"], xs[0], -np.inf).max(axis=(-2, -1))
+    return window_reduce(op["attrs"], xs[0], -np.inf, np.maximum)
 
 
 def k_avgpool(op, P, xs):
     x = xs[0]
-    total = S.pool_windows(op["attrs"], x, 0.0).sum(axis=(-2, -1), dtype=F32)
+    total = window_reduce(op["attrs"], x.astype(F32, copy=False), 0.0, np.add)
     return (total / S.avgpool_counts(op["attrs"], x.shape[-2:]).astype(F32)
             ).astype(F32, copy=False)
 
@@ -282,7 +296,7 @@ def ki_affine(op, P, xs):
 
 def ki_avgpool(op, P, xs):
     """Fixed point: the window sum (the divisor is folded into the value's scale)."""
-    return S.sat32(S.pool_windows(op["attrs"], xs[0].astype(I64), 0).sum(axis=(-2, -1)))
+    return S.sat32(window_reduce(op["attrs"], xs[0].astype(I64), 0, np.add))
 
 
 def ki_add(op, P, xs):
@@ -330,13 +344,13 @@ def r_spikesoftmax(op, P, xs):
 
 def r_sumpool(op, P, xs):
     """The fixed-point average pool (a window sum) in rate terms."""
-    return S.pool_windows(op["attrs"], xs[0], 0.0).sum(axis=(-2, -1), dtype=F32)
+    return window_reduce(op["attrs"], xs[0].astype(F32, copy=False), 0.0, np.add)
 
 
 # ------------------------------------------------------------------ step kernels ----------
 class Chunk:
-    """What a step kernel sees: `n` steps starting after step t0, of a batch of b samples
-    (global indices `samples`), the op's state carried across chunks, the arithmetic."""
+    """What a step kernel sees: `n` steps starting after step t0, of a tile of b samples
+    (global indices `samples`), the ops' state carried across chunks, the arithmetic."""
 
     __slots__ = ("n", "t0", "b", "state", "samples", "fixed", "P", "input_bits", "kern",
                  "counts")
@@ -549,14 +563,7 @@ def _gate_priority(attrs, hw: tuple[int, int]) -> tuple[np.ndarray, int]:
 
 def window_max(attrs, x: np.ndarray) -> np.ndarray:
     """Max over every window of x (N, C, H, W), padding never winning: a max-pool."""
-    taps = S.pool_windows(attrs, x, -np.inf)
-    kh, kw = taps.shape[-2:]
-    out = np.array(taps[..., 0, 0])
-    for i in range(kh):
-        for j in range(kw):
-            if i or j:
-                np.maximum(out, taps[..., i, j], out=out)
-    return out
+    return window_reduce(attrs, x, -np.inf, np.maximum)
 
 
 def s_accumulate(c: Chunk, op, ins):
@@ -892,6 +899,8 @@ class Network:
         if timesteps < 1:
             raise ValueError("timesteps must be >= 1")
         b = x.shape[0]
+        if b == 0:
+            raise ValueError("simulate needs at least one sample")
         marks = sorted({int(t) for t in (marks or ()) if 1 <= t <= timesteps}
                        | {timesteps})
         bt, per = self.tiling(b, timesteps, tile_bytes)
