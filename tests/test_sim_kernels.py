@@ -111,7 +111,7 @@ def _force(monkeypatch, path: str):
     """Make the native cost model always pick the event kernels, or never."""
     cost = dict(native.COST)
     cost.update({"event": {"dense_mac": 1e6, "event_output": 0.0},
-                 "dense": {"event_vector": 1e12}}[path])
+                 "dense": {"event_tap": 1e12, "event_vector": 1e12}}[path])
     monkeypatch.setattr(native, "COST", cost)
 
 

@@ -47,11 +47,12 @@ FLAGS = ["-O3", "-march=native", "-std=c99", "-fPIC", "-shared"]
 #: neurons per IF work item (native.c IF_BLOCK)
 IF_BLOCK = 2048
 #: The cost model that picks, per call, between one weight column per nonzero input and
-#: the dense kernel (onnxruntime's or BLAS), in nanoseconds, measured on the CI machine
-#: class (2-core AMD EPYC, AVX-512): a dense multiply-accumulate; a 64-byte column add per
-#: nonzero input and tap; per output of the event convolution, zeroing its channel-last
-#: accumulator and writing it channel-first.
-COST = {"dense_mac": 0.024, "event_vector": 2.9, "event_output": 1.5}
+#: the dense kernel (onnxruntime's or BLAS), in nanoseconds, fitted to kernel timings on
+#: the CI machine class (2-core AMD EPYC, AVX-512, one thread): a dense multiply-
+#: accumulate; per nonzero input and tap, a fixed cost plus one per 64-byte column add;
+#: per output of the event convolution, zeroing its channel-last accumulator and writing
+#: it channel-first.
+COST = {"dense_mac": 0.025, "event_tap": 4.6, "event_vector": 1.5, "event_output": 1.6}
 _I64, _P = ctypes.c_int64, ctypes.c_void_p
 
 _lock = threading.Lock()
@@ -276,7 +277,7 @@ class NativeKernels:
         fn = self.lib.snn_dense_i64 if fixed else self.lib.snn_dense_f32
         wt = np.ascontiguousarray(w.T, dtype)  # (K, O): a row per input
         k_in, o = wt.shape
-        per_nonzero = -(-o // lanes) * COST["event_vector"]
+        per_nonzero = COST["event_tap"] + -(-o // lanes) * COST["event_vector"]
         per_row = k_in * o * COST["dense_mac"]
 
         def dense(xs: list[np.ndarray]) -> np.ndarray:
@@ -297,7 +298,8 @@ class NativeKernels:
         # (C, kh, kw, O/groups): input channel c's weight columns for its group's outputs
         wt = np.ascontiguousarray(w.reshape(g, o // g, cg, kh, kw).transpose(0, 2, 3, 4, 1)
                                   .reshape(g * cg, kh, kw, o // g), dtype)
-        per_nonzero = kh * kw * -(-(o // g) // lanes) * COST["event_vector"]  # every tap
+        # every tap (an upper bound: taps that leave the output are skipped)
+        per_nonzero = kh * kw * (COST["event_tap"] + -(-(o // g) // lanes) * COST["event_vector"])
         plans: dict[tuple[int, int], tuple] = {}
         scratch = threading.local()
 
