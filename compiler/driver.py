@@ -140,7 +140,7 @@ def convert(model: onnx.ModelProto, opts: Options, *, calib_x: np.ndarray | None
     if calibration is None and calib_x is not None:
         calibration = OnnxCalibration(imported.model, calib_x)
     ctx = PassContext(calibration=calibration, structure_only=structure_only,
-                      simulator=Simulator(accelerated(), threads=cpus()),
+                      simulator=Simulator(threads=cpus()),
                       progress=progress)
     graph = run_passes(graph, parse_pipeline(opts.pipeline()), ctx,
                        print_ir_after_all=print_ir_after_all, dump_dir=dump_dir,

@@ -82,13 +82,20 @@ def interpret(graph: Graph, feeds: dict[str, np.ndarray],
 
 class Simulator:
     """The simulator as passes see it (through PassContext.simulator): the IR's meaning
-    on in-memory graphs, batch by batch. accel: faster linear kernels with the same
-    meaning (see runtime.Network)."""
+    on in-memory graphs, batch by batch. accel: faster kernels with the same meaning
+    (None: the runtime's own; "auto": accelerated(), built on first use, so that a
+    compile that never simulates never builds them); threads: tiles side by side."""
 
-    def __init__(self, accel: Any = None, batch: int = 100, threads: int = 1):
-        self.accel = accel
+    def __init__(self, accel: Any = "auto", batch: int = 100, threads: int = 1):
+        self._accel = accel
         self.batch = batch
         self.threads = threads
+
+    @property
+    def accel(self) -> Any:
+        if isinstance(self._accel, str):
+            self._accel = accelerated()
+        return self._accel
 
     def rates(self, graph: Graph, x: np.ndarray, values: list[str]) -> dict[str, np.ndarray]:
         """The spiking graph's ANN view on inputs x: each named value as the rate per step
