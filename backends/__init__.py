@@ -6,8 +6,9 @@ writes them atomically. Registry: BACKENDS.
 from __future__ import annotations
 
 from snnc.backends.c import CBackend  # C backend (issue 4)
+from snnc.backends.place import PlaceBackend
 from snnc.backends.sim import SimBackend
 
-BACKENDS = {"sim": SimBackend, "c": CBackend}
+BACKENDS = {"sim": SimBackend, "c": CBackend, "place": PlaceBackend}
 
-__all__ = ["BACKENDS", "CBackend", "SimBackend"]
+__all__ = ["BACKENDS", "CBackend", "PlaceBackend", "SimBackend"]

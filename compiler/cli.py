@@ -21,7 +21,7 @@ from pathlib import Path
 from snnc import __version__
 from snnc.ir.errors import SnncError
 
-COMMANDS = ("check", "eval", "sweep")
+COMMANDS = ("check", "eval", "sweep", "place")
 
 
 @contextlib.contextmanager
@@ -78,14 +78,20 @@ def _compile_parser() -> argparse.ArgumentParser:
                    help="initial membrane as a fraction of the threshold (e.g. 0.5)")
     # --- C backend (issue 4) ---
     p.add_argument("--backend", default="sim", metavar="LIST",
-                   help="comma-separated backends: sim (always written) and c (C99 "
-                   "sources in OUT/c/), e.g. --backend c or sim,c")
+                   help="comma-separated backends: sim (always written), c (C99 sources "
+                   "in OUT/c/) and place (a neuromorphic chip's cores, OUT/place/; needs "
+                   "--target), e.g. --backend c or c,place")
     p.add_argument("--arith", default="float", choices=["float", "fixed"],
                    help="arithmetic of the simulator and the C code: float32 (default) or "
                    "fixed point (integer weights, thresholds and membranes)")
     p.add_argument("--c-name", metavar="NAME",
                    help="prefix of the C files and symbols (default: the model file stem)")
     # --- end C backend ---
+    p.add_argument("--target", metavar="NAME|FILE.json",
+                   help="place backend: a neuromorphic target preset (loihi1, loihi2, "
+                   "truenorth, spinnaker1, paicore2, generic_mesh) or a target description")
+    p.add_argument("--place-seed", type=int, default=0, metavar="S",
+                   help="place backend: seed of the placement optimizer (default 0)")
     p.add_argument("--print-ir-after-all", action="store_true",
                    help="print the IR after every pass to stderr")
     p.add_argument("--dump-ir", metavar="DIR", help="write the IR after every pass to DIR")
@@ -154,6 +160,29 @@ def _sweep_parser() -> argparse.ArgumentParser:
     return p
 
 
+def _place_parser() -> argparse.ArgumentParser:
+    p = _Parser(prog="snnc place", description="Place a compiled network (OUT) on a "
+                "neuromorphic target: writes OUT/place/ (placement, routes, per-core "
+                "parameters and resource report), replacing an earlier placement.")
+    p.add_argument("out", help="the snnc output directory")
+    p.add_argument("--target", required=True, metavar="NAME|FILE.json",
+                   help="a target preset or a target description file")
+    p.add_argument("--calib", metavar="CALIB.npz",
+                   help="inputs to measure spike rates on (the traffic the placement "
+                   "minimizes); without, every neuron counts 1 spike per step")
+    p.add_argument("--seed", type=int, default=0, help="seed of the placement optimizer")
+    p.add_argument("--debug", action="store_true", help="show tracebacks")
+    return p
+
+
+def _cmd_place(a: argparse.Namespace) -> int:
+    from snnc.driver import place
+
+    res = place(a.out, a.target, calib=a.calib, seed=a.seed)
+    print(res["text"])
+    return 0
+
+
 def _cmd_sweep(a: argparse.Namespace) -> int:
     from snnc.driver import sweep, sweep_settings
     from snnc.report import format_table
@@ -207,7 +236,8 @@ def _cmd_compile(a: argparse.Namespace) -> int:
                    input_coding=a.input_coding, seed=a.seed, readout=a.readout,
                    v_init=a.v_init, shift_bias=a.shift_bias, fit=a.fit,
                    calibrate_bias=a.calibrate_bias,
-                   backends=_backends(a.backend), arith=a.arith, c_name=a.c_name)
+                   backends=_backends(a.backend), arith=a.arith, c_name=a.c_name,
+                   target=a.target, place_seed=a.place_seed)
     timings: dict[str, float] = {}
     res = compile_model(a.model, a.output, calib=a.calib, options=opts,
                         print_ir_after_all=sys.stderr if a.print_ir_after_all else None,
@@ -225,6 +255,8 @@ def _cmd_compile(a: argparse.Namespace) -> int:
             print(f"snnc: '{asked}' is not a usable C identifier; the C code uses the "
                   f"prefix '{sanitize(asked, 24)}' (set it with --c-name)")
         print((Path(a.output) / "c" / "footprint.md").read_text(), end="")
+    if "place" in opts.backends:
+        print((Path(a.output) / "place" / "report.txt").read_text(), end="")
     if a.time_passes:
         for name, sec in timings.items():
             print(f"  {name:24s} {sec * 1e3:9.1f} ms", file=sys.stderr)
@@ -327,9 +359,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         if argv and argv[0] in COMMANDS:
             parser = {"check": _check_parser, "eval": _eval_parser,
-                      "sweep": _sweep_parser}[argv[0]]()
+                      "sweep": _sweep_parser, "place": _place_parser}[argv[0]]()
             a = parser.parse_args(argv[1:])
-            return {"check": _cmd_check, "eval": _cmd_eval, "sweep": _cmd_sweep}[argv[0]](a)
+            return {"check": _cmd_check, "eval": _cmd_eval, "sweep": _cmd_sweep,
+                    "place": _cmd_place}[argv[0]](a)
         a = _compile_parser().parse_args(argv)
         return _cmd_compile(a)
     except SnncError as e:

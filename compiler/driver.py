@@ -12,6 +12,7 @@ import numpy as np
 import onnx
 from snnc import __version__
 from snnc.backends import BACKENDS
+from snnc.backends.place.targets import load_target, preset_names
 from snnc.backends.sim import Simulator, accelerated, cpus, describe, network, runtime
 from snnc.calibration import OnnxCalibration, ort_batches, ort_session
 from snnc.data import load_npz
@@ -57,6 +58,10 @@ class Options:
     #: prefix of the generated C files and symbols (default: the sanitized model stem)
     c_name: str | None = None
     # --- end C backend ---
+    #: place backend: a preset name or a target description file
+    target: str | None = None
+    #: place backend: the seed of the placement optimizer
+    place_seed: int = 0
 
     def fit_steps(self) -> tuple[int, int] | None:
         """(T1, T2) of --fit, or None."""
@@ -97,6 +102,12 @@ class Options:
             if b not in BACKENDS:
                 raise SnncError(f"unknown backend '{b}'",
                                 hint=f"available: {', '.join(sorted(BACKENDS))}")
+        if "place" in self.backends and not self.target:
+            raise SnncError("the place backend needs a target",
+                            hint=f"pass --target with a preset ({', '.join(preset_names())}) "
+                                 "or a JSON file")
+        if self.target and "place" in self.backends:
+            load_target(self.target)  # a bad description fails before compiling
 
     def pipeline(self) -> str:
         fit = self.fit_steps()
@@ -193,9 +204,14 @@ def compile_model(model_path: str | Path, out_dir: str | Path | None, *,
     files: dict[str, bytes] = {}
     for b in opts.backends:
         # C backend (issue 4): the C backend is named after the model
-        backend = (BACKENDS[b](name=opts.c_name or source.stem, source=source.name,
-                               version=__version__, format_table=format_table)
-                   if b == "c" else BACKENDS[b]())
+        if b == "c":
+            backend = BACKENDS[b](name=opts.c_name or source.stem, source=source.name,
+                                  version=__version__, format_table=format_table)
+        elif b == "place":
+            backend = BACKENDS[b](opts.target, rates=place_rates(graph, calib_x),
+                                  seed=opts.place_seed, format_table=format_table)
+        else:
+            backend = BACKENDS[b]()
         missing = backend.requires - graph.facts
         if missing:
             raise SnncError(f"internal: backend '{b}' needs {sorted(missing)}")
@@ -208,6 +224,47 @@ def compile_model(model_path: str | Path, out_dir: str | Path | None, *,
     if out_dir is not None:
         write_tree_atomic(out_dir, files)
     return CompileResult(graph, imported, report, files)
+
+
+#: calibration inputs simulated to measure the spike rates that weigh placement traffic
+PLACE_SAMPLES = 64
+
+
+def place_rates(graph: Graph, x: np.ndarray | None) -> dict[str, np.ndarray] | None:
+    """Spikes per neuron per step of every population, simulated on (at most
+    PLACE_SAMPLES) calibration inputs for the network's own length; None without data."""
+    if x is None:
+        return None
+    from snnc.backends.place import netmodel, spike_rates
+
+    model = netmodel.build(graph)
+    steps = int(graph.meta.get("timesteps", 64))
+    names = [op.name for op in graph.ops if op.kind in ("if", "spikesoftmax")]
+    xs = np.asarray(x[:PLACE_SAMPLES], np.float32)
+    counts = Simulator(threads=cpus()).spike_counts(graph, xs, steps, names)
+    return spike_rates(model, counts, steps, xs)
+
+
+def place(out_dir: str | Path, target: str, *, calib: str | Path | None = None,
+          seed: int = 0) -> dict[str, Any]:
+    """Place an already compiled network (OUT) on another target: OUT/place/ is replaced
+    (atomically); the rest of OUT is untouched. Returns the summary and the text."""
+    from snnc.backends.place import PlaceBackend
+    from snnc.fsutil import write_subdir_atomic
+
+    out = Path(out_dir)
+    graph = load_graph(out)
+    if "spiking" not in graph.facts:
+        raise SnncError(f"'{out}' holds no spiking network")
+    calib_x = None
+    if calib is not None:
+        calib_x, _ = load_npz(calib, graph.shape(graph.inputs[0]), need_labels=False,
+                              what="calibration")
+    backend = PlaceBackend(target, rates=place_rates(graph, calib_x), seed=seed,
+                           format_table=format_table)
+    files = backend.emit(graph)
+    write_subdir_atomic(out, "place", {k.split("/", 1)[1]: v for k, v in files.items()})
+    return {"summary": backend.summary, "text": backend.text}
 
 
 def _input_shape(model: onnx.ModelProto) -> tuple[int, ...]:

@@ -25,23 +25,43 @@ def write_tree_atomic(out_dir: str | Path, files: dict[str, bytes]) -> None:
         tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.tmp", dir=parent))
     except OSError as e:
         raise SnncError(f"cannot create the output directory '{out}': {e.strerror}") from None
+    _fill_and_swap(tmp, out, files, f"the output directory '{out}'")
+
+
+def write_subdir_atomic(out_dir: str | Path, sub: str, files: dict[str, bytes]) -> None:
+    """Replace the subdirectory `sub` of an snnc output directory with `files` at once;
+    the rest of the directory is untouched, nothing is left behind on failure."""
+    out = Path(out_dir)
+    if not (out / MARKER).is_file():
+        raise SnncError(f"'{out}' is not an snnc output directory",
+                        hint="compile a model first: snnc MODEL.onnx -o DIR")
+    try:
+        tmp = Path(tempfile.mkdtemp(prefix=f".{sub}.tmp", dir=out))
+    except OSError as e:
+        raise SnncError(f"cannot write into '{out}': {e.strerror}") from None
+    _fill_and_swap(tmp, out / sub, files, f"'{out / sub}'")
+
+
+def _fill_and_swap(tmp: Path, dest: Path, files: dict[str, bytes], what: str) -> None:
+    """Write files into the fresh directory tmp, then rename it to dest (moving a
+    previous dest aside and deleting it); tmp is removed on any failure."""
     try:
         for rel, data in sorted(files.items()):
             target = (tmp / rel).resolve()
             if tmp.resolve() not in target.parents:
-                raise SnncError(f"internal: output file '{rel}' escapes the output directory")
+                raise SnncError(f"internal: output file '{rel}' escapes {what}")
             target.parent.mkdir(parents=True, exist_ok=True)
             target.write_bytes(data)
         old = None
-        if out.exists():
-            old = parent / f".{out.name}.old.{os.getpid()}"
-            out.rename(old)
-        tmp.rename(out)
+        if dest.exists():
+            old = dest.parent / f".{dest.name}.old.{os.getpid()}"
+            dest.rename(old)
+        tmp.rename(dest)
         if old is not None:
             shutil.rmtree(old, ignore_errors=True)
     except OSError as e:
         shutil.rmtree(tmp, ignore_errors=True)
-        raise SnncError(f"cannot write the output directory '{out}': {e}") from None
+        raise SnncError(f"cannot write {what}: {e}") from None
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
