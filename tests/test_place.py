@@ -6,6 +6,7 @@ import copy
 import csv
 import json
 import math
+import time
 from pathlib import Path
 
 import numpy as np
@@ -444,3 +445,39 @@ def test_random_layers_fit_or_refuse(tmp_path_factory, c1, c2, hw, k, stride, pa
     s = _checked(out, t)
     assert s["cores_used"] >= s["cores_lower_bound"]
     assert math.isfinite(s["hop_traffic"])
+
+
+# ------------------------------------------------------------------ real architectures -----
+@pytest.fixture(scope="module")
+def zoo(tmp_path_factory):
+    """VGG-19 and ResNet-50 of the onnx package, weights materialized (test_zoo.py)."""
+    from test_zoo import LIGHT, _randomized
+
+    d = tmp_path_factory.mktemp("zoo")
+    outs = {}
+    for name in ("light_vgg19", "light_resnet50"):
+        m = _randomized(str(Path(LIGHT) / f"{name}.onnx"))
+        outs[name] = _compiled(d, m, (3, 224, 224), name, n=2)[0]
+    return outs
+
+
+@pytest.mark.parametrize("name", ["light_vgg19", "light_resnet50"])
+def test_zoo_placed_within_every_limit(zoo, name):
+    place(zoo[name], "loihi2")
+    s = _checked(zoo[name], "loihi2")
+    assert s["cores_used"] <= 1.10 * s["cores_lower_bound"]
+    assert s["hop_traffic_vs_in_order"] <= 0.7
+
+
+def test_vgg19_is_refused_by_loihi1(zoo):
+    """A 3x3 convolution over 512 channels reads 4,608 inputs per neuron; a Loihi 1 core
+    has 4,096 input axons, and nengo-loihi splits blocks, never a neuron's fan-in."""
+    out = zoo["light_vgg19"]
+    before = sorted((p.name, p.read_bytes()) for p in out.glob("place/*"))
+    t0 = time.perf_counter()
+    with pytest.raises(SnncError, match=r"single neuron of it needs fan_in 4608, max 4096"
+                       ) as e:
+        place(out, "loihi1")
+    assert time.perf_counter() - t0 < 30  # refused before any layer is split
+    assert "at most 455 input channels (now 512" in str(e.value)
+    assert sorted((p.name, p.read_bytes()) for p in out.glob("place/*")) == before

@@ -380,16 +380,21 @@ def partition(model: NetModel, target: Target, min_tiles: dict[str, int] | None 
     least this many slices (after an output-side violation). One slice per core."""
     min_tiles = min_tiles or {}
     plan = Plan({}, {}, {})
-    for name, pop in model.populations.items():
+    first: dict[str, CoreClass] = {}
+    for name, pop in model.populations.items():  # refuse before splitting anything
         classes = classes_for(target, {pop.kind})
         if not classes:
             raise SnncError(f"{target.name} has no core class for a {KIND_NAMES[pop.kind]} "
                             f"(layer {list(pop.shape)})", node=pop.origin,
                             hint=f"core classes: {', '.join(c.name for c in target.core_classes)}")
+        first[name] = classes[0]
+        if target.split_layers is not False:
+            _one_neuron_fits(model, target, classes[0], pop)
+    for name, pop in model.populations.items():
         if target.split_layers is False:
             t = grid(pop)
         else:
-            t = _choose(model, target, classes[0], pop, min_tiles.get(name, 1))
+            t = _choose(model, target, first[name], pop, min_tiles.get(name, 1))
         plan.tile[name] = t
         plan.slices[name] = tiles(grid(pop), t)
         for i, b in enumerate(plan.slices[name]):
@@ -400,6 +405,18 @@ def partition(model: NetModel, target: Target, min_tiles: dict[str, int] | None 
 
 KIND_NAMES = {"if": "spiking layer", "gate": "spiking max-pool", "softmax": "spiking softmax",
               "readout": "readout layer"}
+
+
+def _one_neuron_fits(model: NetModel, target: Target, cls: CoreClass,
+                     pop: Population) -> None:
+    """No split helps a layer whose neuron with the widest receptive field breaks a limit
+    on its own: refuse it before any layer is split."""
+    one = usage(model, target, pop, _worst(model, pop, (1, 1, 1)))
+    lim = limits(target, cls, one)
+    bad = violations(lim)
+    if bad:
+        raise fit_error(target, cls, pop, bad[0], lim[bad[0]][0], lim[bad[0]][1],
+                        one_neuron=True)
 
 
 def _choose(model: NetModel, target: Target, cls: CoreClass, pop: Population,
@@ -419,12 +436,6 @@ def _choose(model: NetModel, target: Target, cls: CoreClass, pop: Population,
         if all(not violations(limits(target, cls, usage(model, target, pop, b)))
                for b in tiles(shape, t)):
             return t
-    one = usage(model, target, pop, (0, 1, 0, 1, 0, 1))
-    lim = limits(target, cls, one)
-    bad = violations(lim)
-    if bad:
-        r = bad[0]
-        raise fit_error(target, cls, pop, r, lim[r][0], lim[r][1], one_neuron=True)
     r, used, mx = best_fail or ("neurons", pop.neurons, cap)
     raise fit_error(target, cls, pop, r, used, mx, one_neuron=False)
 
@@ -458,7 +469,7 @@ def smallest_change(pop: Population, resource: str, used: int, cap: int | None) 
                     f"{c * kh * kw}): pool or shrink the input of this dense layer")
         if n >= 1:
             via = (f", each read through {per:g} inputs of a kernel or pooling window"
-                   if per > 1 else "")
+                   if per > 1 and resource != "synapse_memory" else "")
             return f"smallest change that fits: at most {n} input channels (now {c}{via})"
         return "no number of input channels fits: use a smaller kernel or pooling window"
     if resource == "kernel_memory":
