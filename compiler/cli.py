@@ -89,7 +89,8 @@ def _compile_parser() -> argparse.ArgumentParser:
     # --- end C backend ---
     p.add_argument("--target", metavar="NAME|FILE.json",
                    help="place backend: a neuromorphic target preset (loihi1, loihi2, "
-                   "truenorth, spinnaker1, paicore2, generic_mesh) or a target description")
+                   "truenorth, spinnaker1, paicore2, speck, xylo_audio2, generic_mesh) or a "
+                   "target description file")
     p.add_argument("--place-seed", type=int, default=0, metavar="S",
                    help="place backend: seed of the placement optimizer (default 0)")
     p.add_argument("--print-ir-after-all", action="store_true",

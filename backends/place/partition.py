@@ -374,10 +374,11 @@ class Plan:
         self.core_usage = [self.usage[c[0]] for c in self.cores]
 
 
-def partition(model: NetModel, target: Target, min_tiles: dict[str, int] | None = None
-              ) -> Plan:
+def partition(model: NetModel, target: Target, min_tiles: dict[str, int] | None = None,
+              fill: bool = False) -> Plan:
     """Split every population (see the module docstring); min_tiles: per population, at
-    least this many slices (after an output-side violation). One slice per core."""
+    least this many slices (after an output-side violation); fill: tiles as full as the
+    limits allow (_fill), for packing. One slice per core."""
     min_tiles = min_tiles or {}
     plan = Plan({}, {}, {})
     first: dict[str, CoreClass] = {}
@@ -395,6 +396,8 @@ def partition(model: NetModel, target: Target, min_tiles: dict[str, int] | None 
             t = grid(pop)
         else:
             t = _choose(model, target, first[name], pop, min_tiles.get(name, 1))
+            if fill:
+                t = _fill(model, target, first[name], pop, t)
         plan.tile[name] = t
         plan.slices[name] = tiles(grid(pop), t)
         for i, b in enumerate(plan.slices[name]):
@@ -438,6 +441,32 @@ def _choose(model: NetModel, target: Target, cls: CoreClass, pop: Population,
             return t
     r, used, mx = best_fail or ("neurons", pop.neurons, cap)
     raise fit_error(target, cls, pop, r, used, mx, one_neuron=False)
+
+
+def _fill(model: NetModel, target: Target, cls: CoreClass, pop: Population,
+          t: tuple[int, int, int], tries: int = 3) -> tuple[int, int, int]:
+    """The same number of tiles, each as full as the limits allow: grow the tile along
+    rows, then columns, then channels while the count stays, so that the last tile of an
+    axis is the small one and packs beside other layers (16x24x24 in 4,096-neuron cores:
+    rows of 10, 10, 4 instead of 8, 8, 8)."""
+    shape = grid(pop)
+    cap = cls.limits["neurons"]
+    count = _count(shape, t)
+    for axis in (1, 2, 0):
+        others = math.prod(t) // t[axis]
+        top = min(shape[axis], cap // others)
+        sizes = [k for k in range(top, t[axis], -1)
+                 if _count(shape, t[:axis] + (k,) + t[axis + 1:]) == count][:tries]
+        for k in sizes:
+            cand = t[:axis] + (k,) + t[axis + 1:]
+            if violations(limits(target, cls, usage(model, target, pop,
+                                                   _worst(model, pop, cand)))):
+                continue
+            if all(not violations(limits(target, cls, usage(model, target, pop, b)))
+                   for b in tiles(shape, cand)):
+                t = cand
+                break
+    return t
 
 
 def fit_error(target: Target, cls: CoreClass, pop: Population, resource: str, used: int,

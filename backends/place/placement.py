@@ -129,13 +129,29 @@ def _best_class(target: Target, u: P.Usage, kinds: set[str]) -> CoreClass:
 
 def plan_and_analyse(model: NetModel, target: Target, rates: dict[str, np.ndarray],
                      max_rounds: int = 24) -> tuple[P.Plan, list[Edge]]:
-    """Check the layer rules, partition, split further every population whose slices
-    break an output-side limit (fan-out slots, destination cores, neuron copies) until
-    none does, then pack."""
+    """Check the layer rules, then plan (_plan) with balanced tiles and, on a target that
+    packs, once more with full tiles (partition's fill); the plan with fewer cores wins,
+    ties to balanced tiles.
+    Decision: both are tried because neither wins everywhere: full tiles leave one small
+    tile per axis that packs beside a neighbouring layer (neuron-bound cores), balanced
+    tiles reach fewer destination cores and keep per-core memory even."""
     rules.check(model, target)
+    best = _plan(model, target, rates, max_rounds, fill=False)
+    if (target.pack and target.split_layers
+            and 1 < len(best[0].cores) <= 1.25 * total_cores(target)):  # else hopeless
+        full = _plan(model, target, rates, max_rounds, fill=True)
+        if len(full[0].cores) < len(best[0].cores):
+            best = full
+    return best
+
+
+def _plan(model: NetModel, target: Target, rates: dict[str, np.ndarray], max_rounds: int,
+          fill: bool) -> tuple[P.Plan, list[Edge]]:
+    """Partition, split further every population whose slices break an output-side limit
+    (fan-out slots, destination cores, neuron copies) until none does, then pack."""
     more: dict[str, int] = {}
     for _ in range(max_rounds):
-        plan = P.partition(model, target, more)
+        plan = P.partition(model, target, more, fill)
         edges = analyse(model, target, plan, rates)
         bad: dict[str, tuple[str, int, int | None, CoreClass]] = {}
         for g, group in enumerate(plan.cores):
@@ -277,6 +293,9 @@ def place(model: NetModel, target: Target, plan: P.Plan, edges: list[Edge], seed
     naive = _assign(target, allowed, core_order(target, snake=False), phys_class)
     snake_order = core_order(target, snake=True)
     start = _assign(target, allowed, snake_order, phys_class)
+    if start is not None and naive is not None and (
+            hop_traffic(target, naive, edges) < hop_traffic(target, start, edges)):
+        start = naive  # the annealer starts from the better of the two
     if start is None or naive is None:
         start = _match(target, allowed, snake_order, phys_class)
         if start is None:
@@ -293,6 +312,8 @@ def place(model: NetModel, target: Target, plan: P.Plan, edges: list[Edge], seed
     chips = max(c // target.cores_per_chip for c in start) + 1
     pool = [c for c in snake_order if c // target.cores_per_chip < chips]
     core = _anneal(target, start, pool, phys_class, allowed, edges, seed, iterations)
+    if hop_traffic(target, core, edges) > hop_traffic(target, start, edges):
+        core = list(start)  # annealing ends where it cooled, not always below its start
     return core, naive
 
 

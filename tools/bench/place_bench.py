@@ -36,7 +36,32 @@ from common import MODELS_DIR, ensure_models  # noqa: E402
 MNIST = ["mlp", "cnn_avg", "cnn_bn_max", "cnn_clip", "resnet", "cnn_big"]
 #: zoo network -> the presets the issue names it for (loihi2: VGG-19's numbers where
 #: loihi1 refuses it)
-ZOO = {"light_vgg19": ["loihi1", "loihi2"], "light_resnet50": ["spinnaker1", "loihi2"]}
+ZOO = {"light_vgg19": ["loihi1", "loihi2"],
+       "light_resnet50": ["spinnaker1", "spinnaker1@57600", "loihi2"]}
+#: a preset on a larger machine: NAME@CHIPS (a square-ish chip grid of CHIPS chips; the
+#: full SpiNNaker 1 machine is 57,600 chips)
+
+
+def machine(name: str, tmp: Path) -> str:
+    """NAME or NAME@CHIPS: the preset, or a copy of it with CHIPS chips (written to
+    tmp, returned as a path)."""
+    if "@" not in name:
+        return name
+    from snnc.backends.place.targets import PRESET_DIR
+
+    base, chips = name.split("@")
+    d = json.loads((PRESET_DIR / f"{base}.json").read_text())
+    m = d["mesh"]
+    cw, ch = m["chip_routers"]
+    gx = int(np.ceil(np.sqrt(int(chips))))
+    gy = -(-int(chips) // gx)
+    m["routers"] = [gx * cw, gy * ch]
+    m["chips"] = {"value": int(chips), "src": "U", "status": "user"}
+    d["sources"]["U"] = "a setting of this benchmark, not a published number"
+    d["name"] = name
+    path = tmp / f"{base}_{chips}.json"
+    path.write_text(json.dumps(d))
+    return str(path)
 
 
 def compile_mnist(name: str, out: Path) -> Path:
@@ -122,7 +147,7 @@ def main() -> int:
             if kind:
                 compile_zoo(name, out, tmp)
             for t in targets:
-                r = place_one(out, t, calib, not args.no_check)
+                r = place_one(out, machine(t, tmp), calib, not args.no_check)
                 r.update(network=name, target_name=t)
                 rows.append(r)
                 if r["status"] != "placed":
