@@ -19,10 +19,11 @@ fewer messages over the mesh.
 Decision: a greedy start (cores in order along a snake path through each chip's routers,
 so consecutive layers sit side by side; on chips with several core classes, a bipartite
 matching of cores to the physical cores of the classes they fit, as sinabs does for
-Speck) refined by simulated annealing over swaps of two cores' positions (or a core and a
-free physical core of a class it fits; a move that changes nothing is not taken, so
-equal-cost layouts keep the greedy order), with a seeded generator: the same network,
-target, rates and seed give the same placement.
+Speck; or the in-order layout when that is cheaper) refined by simulated annealing over
+swaps of two cores' positions (or a core and a free physical core of a class it fits; a
+move that changes nothing is not taken, so equal-cost layouts keep the greedy order),
+with a seeded generator: the same network, target, rates and seed give the same
+placement, and never one above its start.
 """
 from __future__ import annotations
 
