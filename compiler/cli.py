@@ -76,6 +76,15 @@ def _compile_parser() -> argparse.ArgumentParser:
                    "count, or Rueckauer's spiking softmax (seeded by --seed)")
     p.add_argument("--v-init", type=float, default=0.0,
                    help="initial membrane as a fraction of the threshold (e.g. 0.5)")
+    p.add_argument("--coding", default="rate", choices=["rate", "ttfs"],
+                   help="rate coding (default) or time-to-first-spike coding (TDSNN: every "
+                   "neuron fires at most once; needs --calib)")
+    p.add_argument("--leak", type=float, default=5.0, metavar="L",
+                   help="--coding ttfs: the LIF leak constant L (default 5)")
+    p.add_argument("--spike-time", default="round", choices=["round", "ceil"],
+                   help="--coding ttfs: a value a spikes round(L ln(a+1)) (default: "
+                   "unbiased) or ceil(L ln(a+1)) (the paper's) steps after its layer's "
+                   "reference step")
     # --- C backend (issue 4) ---
     p.add_argument("--backend", default="sim", metavar="LIST",
                    help="comma-separated backends: sim (always written), c (C99 sources "
@@ -238,12 +247,13 @@ def _cmd_compile(a: argparse.Namespace) -> int:
                    v_init=a.v_init, shift_bias=a.shift_bias, fit=a.fit,
                    calibrate_bias=a.calibrate_bias,
                    backends=_backends(a.backend), arith=a.arith, c_name=a.c_name,
-                   target=a.target, place_seed=a.place_seed)
+                   target=a.target, place_seed=a.place_seed, coding=a.coding,
+                   leak=a.leak, spike_time=a.spike_time)
     timings: dict[str, float] = {}
     res = compile_model(a.model, a.output, calib=a.calib, options=opts,
                         print_ir_after_all=sys.stderr if a.print_ir_after_all else None,
                         dump_ir=a.dump_ir, timings=timings, progress=_tty_progress)
-    layers = [r for r in res.report["layers"] if r["kind"] == "if"]
+    layers = [r for r in res.report["layers"] if r["kind"] in ("if", "ttfsneuron")]
     print(f"snnc: compiled {Path(a.model).name} -> {a.output}: {len(layers)} spiking "
           f"layer{'s' if len(layers) != 1 else ''}, "
           f"{sum(r['neurons'] for r in layers)} neurons, "
@@ -307,10 +317,17 @@ def _cmd_eval(a: argparse.Namespace) -> int:
     from snnc.driver import evaluate, load
     from snnc.report import format_table
 
+    meta = load(a.out).meta
     if a.timesteps is None:
-        steps = [int(load(a.out).meta.get("timesteps", 64))]
+        steps = [int(meta.get("timesteps", 64))]
     else:
         steps = _parse_steps(a.timesteps)
+    if meta.get("coding") == "ttfs":
+        for flag, given in (("--diagnostics", a.diagnostics), ("--plots", a.plots),
+                            ("--cost-table", a.cost_table != "horowitz45nm")):
+            if given:
+                raise SnncError(f"{flag} does not apply to a temporally coded network (its "
+                                "diagnostics are rate coding's)", hint="drop the flag")
     if a.batch < 1:
         raise SnncError("--batch must be >= 1")
     if a.no_diagnostics and (a.diagnostics or a.plots):
@@ -332,6 +349,17 @@ def _cmd_eval(a: argparse.Namespace) -> int:
                          f"{r['spikes_per_sample']:.1f}", f"{r['synops_per_sample']:.1f}"]
                         for r in res["snn"]]))
     tmax = max(steps)
+    if "ttfs" in res:
+        tt = res["ttfs"]
+        print(f"temporal coding: decision after {tt['decision_steps']} steps; at most "
+              f"{max(r['spikes_per_neuron'] for r in res['snn']):g} spike per neuron")
+        print(format_table(["layer", "release step", "spikes/sample", "mean spike step",
+                            "last spike step"],
+                           [[r["layer"], r["release_step"], f"{r['spikes_per_sample']:.1f}",
+                             "-" if r["mean_spike_step"] is None else
+                             f"{r['mean_spike_step']:.2f}",
+                             "-" if r["last_spike_step"] is None else r["last_spike_step"]]
+                            for r in tt["layers"]]))
     print(f"spikes per sample by layer over T={tmax}:")
     print(format_table(["layer", "spikes/sample"],
                        [[k, f"{v:.1f}"] for k, v in res["layer_spikes_per_sample"].items()]))
@@ -349,7 +377,8 @@ def _cmd_eval(a: argparse.Namespace) -> int:
             write_file_atomic(a.diagnostics,
                               (json.dumps(diag, indent=1) + "\n").encode())
     if a.json:
-        payload = {"ann_accuracy": res["ann_accuracy"], "snn": res["snn"]}
+        payload = {"ann_accuracy": res["ann_accuracy"], "snn": res["snn"],
+                   **({"ttfs": res["ttfs"]} if "ttfs" in res else {})}
         write_file_atomic(a.json, (json.dumps(payload, indent=1) + "\n").encode())
     return 0
 

@@ -58,6 +58,14 @@ class Options:
     #: prefix of the generated C files and symbols (default: the sanitized model stem)
     c_name: str | None = None
     # --- end C backend ---
+    #: "rate" (default) or "ttfs": time-to-first-spike coding (TDSNN, passes/ttfs.py)
+    coding: str = "rate"
+    #: ttfs: the LIF leak constant L
+    leak: float = 5.0
+    #: ttfs: spike times rounded ("round", default) or ceil'ed as in the paper ("ceil")
+    spike_time: str = "round"
+    #: ttfs: the value a layer's calibrated maximum (p99.9) is coded as
+    ttfs_range: float = 20.0
     #: place backend: a preset name or a target description file
     target: str | None = None
     #: place backend: the seed of the placement optimizer
@@ -82,7 +90,34 @@ class Options:
         fit = self.fit_steps()
         return self.timesteps if fit is None else fit[0] + fit[1]
 
+    #: rate-coding settings that do not apply to temporal coding, as (flag, default)
+    RATE_ONLY = (("norm", "--norm", "percentile:99.9"), ("shift_bias", "--shift-bias", False),
+                 ("calibrate_bias", "--calibrate-bias", False), ("fit", "--fit", None),
+                 ("reset", "--reset", "subtract"), ("v_init", "--v-init", 0.0),
+                 ("input_coding", "--input-coding", "analog"),
+                 ("readout", "--readout", "membrane"), ("arith", "--arith", "float"),
+                 ("timesteps", "--timesteps", 64))
+
     def validate(self) -> None:
+        if self.coding not in ("rate", "ttfs"):
+            raise SnncError(f"unknown coding '{self.coding}'", hint="use rate or ttfs")
+        if self.coding == "ttfs":
+            for field_, flag, default in self.RATE_ONLY:
+                if getattr(self, field_) != default:
+                    raise SnncError(f"{flag} does not apply to --coding ttfs",
+                                    hint="temporal coding schedules its own length and "
+                                         "thresholds; drop the flag, or use --coding rate")
+            for b in self.backends:
+                if b in ("c", "place"):
+                    raise SnncError(f"the {b} backend does not take temporally coded "
+                                    "networks yet", hint="use --backend sim with --coding ttfs")
+            if not self.leak > 0:
+                raise SnncError(f"--leak must be > 0, got {self.leak}")
+        elif self.leak != 5.0 or self.spike_time != "round":
+            raise SnncError("--leak and --spike-time apply to --coding ttfs only")
+        if self.spike_time not in ("round", "ceil"):
+            raise SnncError(f"unknown spike timing '{self.spike_time}'",
+                            hint="use round or ceil")
         parse_method(self.norm)
         self.fit_steps()
         for name, val, allowed in (("reset", self.reset, ("subtract", "zero")),
@@ -110,6 +145,12 @@ class Options:
             load_target(self.target)  # a bad description fails before compiling
 
     def pipeline(self) -> str:
+        if self.coding == "ttfs":
+            return (f"fold-batchnorm,fold-affine,relu-before-maxpool,"
+                    f"normalize{{method=percentile:99.9}},"
+                    f"convert-to-ttfs{{leak={self.leak},timing={self.spike_time},"
+                    f"range={self.ttfs_range}}},"
+                    f"offset-compensation,ttfs-schedule,negate-weights")
         fit = self.fit_steps()
         # with finite input time, the rate is read over the T1 input steps, so the
         # quantization step that shift-bias centres is 1/T1
@@ -175,6 +216,9 @@ def compile_model(model_path: str | Path, out_dir: str | Path | None, *,
     calib_x = None
     if calib is not None:
         calib_x, _ = load_npz(calib, input_shape, need_labels=False, what="calibration")
+    elif opts.coding == "ttfs":
+        raise SnncError("temporal coding needs calibration data to schedule its layers",
+                        hint="pass --calib CALIB.npz (a few hundred training inputs as x)")
     elif opts.calibrate_bias:
         raise SnncError("bias calibration needs calibration data",
                         hint="pass --calib CALIB.npz (a few hundred training inputs as x)")
@@ -194,8 +238,8 @@ def compile_model(model_path: str | Path, out_dir: str | Path | None, *,
                     for k, v in opts.__dict__.items()},
         "coverage": [r.__dict__ for r in imported.report],
         "lambda": ctx.notes.get("lambda", {}),
-        **({"bias_calibration": ctx.notes["bias_calibration"]}
-           if "bias_calibration" in ctx.notes else {}),
+        **{k: ctx.notes[k] for k in ("bias_calibration", "ttfs_schedule",
+                                     "offset_compensation") if k in ctx.notes},
         "layers": layer_table(graph),
         "ann_macs": sum(r["macs"] for r in layer_table(imported.graph)),
     }
@@ -322,6 +366,8 @@ def evaluate(out_dir: str | Path, data: str | Path, timesteps: list[int], *,
     model = load_model(source)
     ann = ann_accuracy(model, x, y, batch)
     steps = sorted(set(timesteps))
+    if graph.meta.get("coding") == "ttfs":
+        table, diagnose = None, False  # rate-coding diagnostics
     kernels = accelerated()
     net = network(graph, kernels, cpus())
     obs = Diagnostics(net.g, max(steps), steps) if diagnose else None
@@ -331,7 +377,8 @@ def evaluate(out_dir: str | Path, data: str | Path, timesteps: list[int], *,
         res = runtime.evaluate(net, x, y, steps, batch=batch, progress=update, observer=obs)
     out = {"ann_accuracy": ann, "snn": res["snn"], "samples": len(x),
            "accuracy_per_step": res["accuracy_per_step"],
-           "layer_spikes_per_sample": res["layer_spikes"], "engine": describe(kernels)}
+           "layer_spikes_per_sample": res["layer_spikes"], "engine": describe(kernels),
+           **({"ttfs": res["ttfs"]} if "ttfs" in res else {})}
     if obs is not None and table is not None:
         tmax = max(steps)
         layers = obs.result()

@@ -26,7 +26,8 @@ def layer_table(g: Graph) -> list[dict[str, Any]]:
     for op in g.ops:
         rows.append({"name": op.name, "kind": op.kind, "origin": op.origin,
                      "shape": list(g.shape(op.out)),
-                     "neurons": math.prod(g.shape(op.out)) if op.kind == "if" else 0,
+                     "neurons": (math.prod(g.shape(op.out))
+                                 if op.kind in ("if", "ttfsneuron") else 0),
                      "macs": op_macs(g, op)})
     return rows
 

@@ -512,9 +512,131 @@ class SpikingSoftmax(Op):
         return shapes[0]
 
 
+# ================================== temporal coding (TDSNN, METHODS 9) =====================
+# Every value a >= 0 travels as one spike, k = T(a) = ceil(L ln(a + 1)) steps after the
+# reference step of the layer that emits it (semantics.ttfs_time); a synaptic layer reads
+# it as G(a) = exp(k / L) (about a + 1). Steps are global (0 = the first step).
+
+
+def _check_bias(op: Op, shape: Shape, params) -> None:
+    b = getattr(op, "bias", None)
+    if b is None:
+        return
+    try:
+        ok = _broadcast(shape, params[b].shape) == tuple(shape) and params[b].ndim <= len(shape)
+    except ValueError:
+        ok = False
+    if not ok:
+        raise op.error(f"bias {list(params[b].shape)} does not broadcast to {list(shape)}")
+
+
+@dataclass(frozen=True)
+class TTFSEncode(Op):
+    """Reverse-coded input: each element x spikes once, at step min(T(scale (x -
+    offset)), deadline) (reference step 0; T with the op's shift, semantics.ttfs_time).
+    offset (<= 0) shifts inputs that can be negative to >= 0 (the first layer's offset
+    compensation accounts for it); scale codes the input in the range the layers use
+    (convert-to-ttfs); an input beyond the largest value the first layer reads
+    (deadline) spikes at the deadline (clipped)."""
+
+    x: str = operand()
+    leak: float = attr(5.0)
+    offset: float = attr(0.0)
+    deadline: int = attr(0)
+    shift: float = attr(0.0)
+    scale: float = attr(1.0)
+    kind: ClassVar[str] = "ttfsencode"
+    spiking: ClassVar[bool] = True
+
+    def infer_shape(self, shapes, params):
+        if self.leak <= 0:
+            raise self.error(f"leak must be > 0, got {self.leak}")
+        if self.deadline < 0 or self.offset > 0:
+            raise self.error("deadline must be >= 0 and offset <= 0")
+        return shapes[0]
+
+
+@dataclass(frozen=True)
+class TTFSNeuron(Op):
+    """A layer of leaky integrate-and-fire neurons that fire at most once (TDSNN).
+
+    Every step s: V = V exp(-1/L) + x[s] (+ bias at step bias_at: the bias neuron's
+    synapse, an input of value 1) (+ tick for s > release: the ticking neuron, weight
+    semantics.ttfs_tick(L, span)). Inhibited until `release`; from then on a neuron that
+    has not fired spikes at the first step with V >= theta (semantics.ttfs_threshold:
+    0 for shift 0, the paper's choice), or at release + deadline at the latest. With
+    weights negated (negate-weights), a neuron whose ANN value is A >= 0 spikes
+    ceil(L ln(A + 1) - shift) steps after release when its inputs spiked on a reference
+    step `span` steps before release (`span` covers every input spike)."""
+
+    x: str = operand()
+    bias: str | None = param()
+    leak: float = attr(5.0)
+    release: int = attr(0)
+    span: int = attr(0)
+    deadline: int = attr(0)
+    bias_at: int = attr(0)
+    shift: float = attr(0.0)
+    kind: ClassVar[str] = "ttfsneuron"
+    spiking: ClassVar[bool] = True
+
+    def infer_shape(self, shapes, params):
+        if self.leak <= 0:
+            raise self.error(f"leak must be > 0, got {self.leak}")
+        if min(self.release, self.span, self.deadline, self.bias_at) < 0:
+            raise self.error("release, span, deadline and bias_at must be >= 0")
+        _check_bias(self, shapes[0], params)
+        return shapes[0]
+
+
+@dataclass(frozen=True)
+class TTFSMaxPool(Op, _Windowed):
+    """Temporal max-pool (TDSNN): threshold N (the window's inputs), weights 1, no leak,
+    no tick: an output spikes at the step where the last input of its window spikes,
+    which under reverse coding is the window's maximum."""
+
+    x: str = operand()
+    kernel: tuple[int, int] = attr((2, 2))
+    strides: tuple[int, int] = attr((1, 1))
+    pads: tuple[int, int, int, int] = attr((0, 0, 0, 0))
+    dilations: tuple[int, int] = attr((1, 1))
+    ceil_mode: bool = attr(False)
+    kind: ClassVar[str] = "ttfsmaxpool"
+    spiking: ClassVar[bool] = True
+
+    def infer_shape(self, shapes, params):
+        h, w = self._window_shape(self, shapes[0], self.kernel, self.strides, self.pads,
+                                  self.dilations, self.ceil_mode)
+        return (shapes[0][0], h, w)
+
+
+@dataclass(frozen=True)
+class TTFSReadout(Op):
+    """The output layer (not negated): V = V exp(-1/L) + x[s] (+ bias at bias_at), no
+    firing. Its value at step s is scale V exp((s - ref) / L): the ANN output computed
+    from the input spikes that arrived so far (ref: the reference step of its inputs); the
+    decision is read at `release`, when every input has arrived."""
+
+    x: str = operand()
+    bias: str | None = param()
+    leak: float = attr(5.0)
+    ref: int = attr(0)
+    release: int = attr(0)
+    bias_at: int = attr(0)
+    scale: float = attr(1.0)
+    kind: ClassVar[str] = "ttfsreadout"
+    spiking: ClassVar[bool] = True
+
+    def infer_shape(self, shapes, params):
+        if self.leak <= 0:
+            raise self.error(f"leak must be > 0, got {self.leak}")
+        _check_bias(self, shapes[0], params)
+        return shapes[0]
+
+
 OPS: dict[str, type[Op]] = {
     cls.kind: cls
     for cls in (Conv, Dense, BatchNorm, Affine, Relu, Clip, MaxPool, AvgPool, Add, Concat,
                 Flatten, Reshape, Pad, Softmax, Encode, Current, IFNeuron, SpikeMaxPool,
-                Accumulate, SpikingSoftmax)
+                Accumulate, SpikingSoftmax, TTFSEncode, TTFSNeuron, TTFSMaxPool, TTFSReadout)
 }

@@ -120,14 +120,14 @@ def window_is_tiling(attrs: Mapping[str, Any], hw: Sequence[int],
 # ------------------------------------------------------------------ spikes ---------------
 #: op kinds whose output spikes are counted (per layer, and as SynOps at their fan-out);
 #: a Poisson `encode` is a spike source too (see emits_spikes)
-SPIKE_SOURCES = ("if", "spikesoftmax")
+SPIKE_SOURCES = ("if", "spikesoftmax", "ttfsencode", "ttfsneuron")
 #: op kinds that only move data: what enters as spikes leaves as spikes
 MOVES_DATA = ("flatten", "reshape", "pad", "concat")
 
 
 def emits_spikes(kind: str, attrs: Mapping[str, Any]) -> bool:
     """The op's output is binary spikes whatever its input."""
-    return (kind in SPIKE_SOURCES or kind == "spikemaxpool"
+    return (kind in SPIKE_SOURCES or kind in ("spikemaxpool", "ttfsmaxpool")
             or (kind == "encode" and attrs.get("coding") == "poisson"))
 
 
@@ -139,6 +139,38 @@ def is_spike_source(kind: str, attrs: Mapping[str, Any]) -> bool:
 def carries_spikes(kind: str, attrs: Mapping[str, Any], operands: Sequence[bool]) -> bool:
     """The op's output is binary spikes at every step, given which operands are."""
     return emits_spikes(kind, attrs) or (kind in MOVES_DATA and all(operands))
+
+
+# ------------------------------------------------------------------ temporal coding ------
+# Time-to-first-spike coding (TDSNN, METHODS 9): a value a >= 0 is a spike k steps after
+# its layer's reference step, k = T(a) = ceil(L ln(a + 1)) (reverse coding: larger is
+# later); what the next layer reads from it is G(a) = exp(k / L), about a + 1.
+
+
+def ttfs_time(a: np.ndarray | float, leak: float, shift: float = 0.0) -> np.ndarray:
+    """T(a) = ceil(L ln(max(a, 0) + 1) - shift) as int64 steps (never below 0): shift 0 is
+    the paper's ceil, 0.5 rounds to the nearest step (see TTFSNeuron)."""
+    a = np.maximum(np.asarray(a, np.float64), 0.0)
+    return np.maximum(np.ceil(leak * np.log1p(a) - shift), 0).astype(np.int64)
+
+
+def ttfs_g(a: np.ndarray | float, leak: float, shift: float = 0.0) -> np.ndarray:
+    """G(a) = exp(T(a) / L): the value a spike at T(a) carries."""
+    return np.exp(ttfs_time(a, leak, shift) / leak)
+
+
+def ttfs_tick(leak: float, span: int) -> float:
+    """The ticking neuron's weight w_tick = (1 - exp(-1/L)) exp(-span/L) for a layer whose
+    inhibition ends `span` steps after its inputs' reference step (TDSNN eq. 9)."""
+    return (1.0 - math.exp(-1.0 / leak)) * math.exp(-span / leak)
+
+
+def ttfs_threshold(leak: float, span: int, shift: float) -> float:
+    """The firing threshold that makes a fire-once neuron spike at ceil(L ln(A + 1) -
+    shift) steps after release: theta = (1 - exp(shift / L)) exp(-span / L) (0 for the
+    paper's shift 0). From TDSNN eq. 6: the neuron spikes at ceil(L ln((A + 1) / (1 -
+    theta exp(span / L)))), and 1 - theta exp(span / L) = exp(shift / L)."""
+    return (1.0 - math.exp(shift / leak)) * math.exp(-span / leak)
 
 
 # ------------------------------------------------------------------ fixed point ----------

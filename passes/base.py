@@ -28,6 +28,11 @@ class Simulator(Protocol):
         """The spiking graph's ANN view: each named value as the rate per step the SNN
         approximates, on inputs x (N, ...)."""
 
+    def run_ann(self, graph: Graph, feeds: dict[str, np.ndarray], outputs: list[str]
+                ) -> dict[str, np.ndarray]:
+        """An ANN-level graph (or its linear ops) on batch-leading feeds: the named
+        values."""
+
     def spike_counts(self, graph: Graph, x: np.ndarray, timesteps: int, ops: list[str],
                      progress: Callable[[int], None] | None = None
                      ) -> dict[str, np.ndarray]:

@@ -47,6 +47,9 @@ UNSUPPORTED: dict[str, str] = {
     "softmax": _ANN_ONLY,
     "spikesoftmax": "the spiking softmax readout needs exp() and a float64 categorical "
                     "draw to match the simulator; use --readout membrane or spikes",
+    **{k: "temporal coding (--coding ttfs) has no fixed-point form yet, so C code could "
+          "not match the simulator spike for spike; use --coding rate for C"
+       for k in ("ttfsencode", "ttfsneuron", "ttfsmaxpool", "ttfsreadout")},
 }
 #: context members that are neuron state (the rest are per-step buffers)
 STATE = ("membranes", "input spike counts", "spike budgets used")

@@ -102,6 +102,11 @@ class Simulator:
         that the SNN approximates (runtime.Network.run_rates)."""
         return network(graph).run_rates(x, values)
 
+    def run_ann(self, graph: Graph, feeds: dict[str, np.ndarray], outputs: list[str]
+                ) -> dict[str, np.ndarray]:
+        """An ANN-level graph (or its linear ops) on batch-leading feeds (interpret)."""
+        return interpret(graph, feeds, outputs)
+
     def spike_counts(self, graph: Graph, x: np.ndarray, timesteps: int, ops: list[str],
                      progress: Callable[[int], None] | None = None
                      ) -> dict[str, np.ndarray]:

@@ -342,6 +342,35 @@ def r_spikesoftmax(op, P, xs):
     return _softmax_flat(xs[0]).reshape(xs[0].shape).astype(F32)
 
 
+# temporal coding's ANN view: what each spike stands for, unquantized: a value a of a
+# spike source is read by the synapses as a + 1 (G(a) without its rounding), so a layer
+# sees A = sum W (a + 1) + b and its own value is max(A, 0)
+
+
+def _ttfs_bias(op, P) -> Any:
+    """The bias neuron's contribution in value units: its weight times what its spike
+    carries, exp((bias_at - inputs' reference step) / L) (G(1))."""
+    b = op["params"].get("bias")
+    if b is None:
+        return F32(0)
+    a = op["attrs"]
+    ref = a["ref"] if "ref" in a else a["release"] - a["span"]
+    return P[b] * F32(math.exp((a["bias_at"] - ref) / a["leak"]))
+
+
+def r_ttfs_encode(op, P, xs):
+    a = op["attrs"]
+    return (np.maximum(F32(a["scale"]) * (xs[0] - F32(a["offset"])), 0) + 1).astype(F32)
+
+
+def r_ttfs_neuron(op, P, xs):  # weights and bias negated: A = -(current + bias)
+    return (np.maximum(-(xs[0] + _ttfs_bias(op, P)), 0) + 1).astype(F32)
+
+
+def r_ttfs_readout(op, P, xs):
+    return (F32(op["attrs"]["scale"]) * (xs[0] + _ttfs_bias(op, P))).astype(F32)
+
+
 def r_sumpool(op, P, xs):
     """The fixed-point average pool (a window sum) in rate terms."""
     return window_reduce(op["attrs"], xs[0].astype(F32, copy=False), 0.0, np.add)
@@ -602,6 +631,111 @@ def s_spikesoftmax(c: Chunk, op, ins):
     return Signal(out.reshape((c.n,) + data.shape[1:]), False, True)
 
 
+# ------------------------------------------------------------------ temporal coding ------
+# TDSNN (METHODS 9): every neuron spikes at most once; membranes in float64 so that spike
+# times do not depend on the summation order of the float32 currents more than they must.
+
+def s_ttfs_encode(c: Chunk, op, ins):
+    """Reverse-coded input: x spikes at step min(T(scale (x - offset)), deadline)."""
+    a = op["attrs"]
+    data = ins[0].data[0]
+    key = "ttfs:" + op["name"]
+    hit = c.state.get(key)
+    if hit is None or hit[0] is not ins[0].data:
+        t = np.minimum(S.ttfs_time(a["scale"] * (data.astype(np.float64) - a["offset"]),
+                                   a["leak"], a["shift"]), a["deadline"])
+        hit = (ins[0].data, t)
+        c.state[key] = hit
+    steps = np.arange(c.t0, c.t0 + c.n).reshape((c.n,) + (1,) * data.ndim)
+    return Signal((hit[1][None] == steps).astype(F32), False, True)
+
+
+def _leak_and_add(v: np.ndarray, decay: float, current: np.ndarray,
+                  bias: np.ndarray | None, bias_now: bool) -> None:
+    """One LIF step in place: V = V exp(-1/L) + input (+ the bias neuron's weight on the
+    step its spike arrives)."""
+    v *= decay
+    v += current
+    if bias is not None and bias_now:
+        v += bias
+
+
+def s_ttfs_neuron(c: Chunk, op, ins):
+    """V = V exp(-1/L) + x (+ bias at bias_at) (+ tick after release); a neuron that has
+    not fired spikes from release on where V >= theta, at release + deadline at the
+    latest."""
+    a = op["attrs"]
+    sig = ins[0]
+    shape = sig.data.shape[1:]
+    st = c.state.get(op["name"])
+    if st is None:
+        st = (np.zeros(shape, np.float64), np.zeros(shape, bool))
+        c.state[op["name"]] = st
+    v, fired = st
+    b = op["params"].get("bias")
+    bias = None if b is None else c.P[b].astype(np.float64)
+    decay = math.exp(-1.0 / a["leak"])
+    tick = S.ttfs_tick(a["leak"], a["span"])
+    theta = S.ttfs_threshold(a["leak"], a["span"], a["shift"])
+    release, last = a["release"], a["release"] + a["deadline"]
+    out = np.zeros((c.n,) + shape, F32)
+    for i in range(c.n):
+        s = c.t0 + i
+        _leak_and_add(v, decay, sig.data[0 if sig.const else i], bias, s == a["bias_at"])
+        if s > release:
+            v += tick
+        if s >= release:
+            spike = ~fired & ((v >= theta) | (s >= last))
+            out[i] = spike
+            fired |= spike
+    return Signal(out, False, True)
+
+
+def s_ttfs_maxpool(c: Chunk, op, ins):
+    """An output spikes at the step where the last valid input of its window has spiked
+    (threshold: the window's input count; padding does not count)."""
+    a = op["attrs"]
+    x = c.full(ins[0])
+    n, b = x.shape[:2]
+    st = c.state.get(op["name"])
+    if st is None:
+        valid = window_reduce(a, np.ones((1,) + x.shape[2:], np.int64), 0, np.add)
+        st = (np.zeros(x.shape[1:], np.int64), None, valid)
+    seen, fired, valid = st
+    cum = seen[None] + np.cumsum(x.astype(np.int64), axis=0)
+    full = window_reduce(a, cum.reshape((n * b,) + x.shape[2:]), 0, np.add)
+    full = full.reshape((n, b) + full.shape[1:]) >= valid
+    if fired is None:
+        fired = np.zeros(full.shape[1:], bool)
+    out = np.zeros(full.shape, F32)
+    for i in range(n):
+        out[i] = full[i] & ~fired
+        fired = fired | full[i]
+    c.state[op["name"]] = (cum[-1], fired, valid)
+    return Signal(out, False, True)
+
+
+def s_ttfs_readout(c: Chunk, op, ins):
+    """V = V exp(-1/L) + x (+ bias at bias_at), never fires; the value at step s is
+    scale V exp((s - ref) / L) (float64: the factor outgrows float32 for small L)."""
+    a = op["attrs"]
+    sig = ins[0]
+    shape = sig.data.shape[1:]
+    v = c.state.get(op["name"])
+    if v is None:
+        v = np.zeros(shape, np.float64)
+        c.state[op["name"]] = v
+    b = op["params"].get("bias")
+    bias = None if b is None else c.P[b].astype(np.float64)
+    decay = math.exp(-1.0 / a["leak"])
+    out = np.zeros((c.n,) + shape, np.float64)
+    for i in range(c.n):
+        s = c.t0 + i
+        _leak_and_add(v, decay, sig.data[0 if sig.const else i], bias, s == a["bias_at"])
+        out[i] = v * (a["scale"] * math.exp((s - a["ref"]) / a["leak"]))
+    return Signal(out, False, False)
+
+
 # ------------------------------------------------------------------ the kernel table ------
 @dataclass(frozen=True)
 class Kernel:
@@ -639,6 +773,10 @@ KERNELS: dict[str, Kernel] = {
     "spikemaxpool": Kernel(step=s_spikemaxpool, rate=k_maxpool),
     "accumulate": Kernel(step=s_accumulate, rate=r_identity),
     "spikesoftmax": Kernel(step=s_spikesoftmax, rate=r_spikesoftmax),
+    "ttfsencode": Kernel(step=s_ttfs_encode, rate=r_ttfs_encode),
+    "ttfsneuron": Kernel(step=s_ttfs_neuron, rate=r_ttfs_neuron),
+    "ttfsmaxpool": Kernel(step=s_ttfs_maxpool, rate=k_maxpool),
+    "ttfsreadout": Kernel(step=s_ttfs_readout, rate=r_ttfs_readout),
 }
 
 
@@ -829,7 +967,7 @@ class Network:
                 kind = op["kind"]
                 if kind in ("conv", "dense"):
                     total += self._synapses(op, j)
-                elif kind in ("avgpool", "spikemaxpool", "maxpool"):
+                elif kind in ("avgpool", "spikemaxpool", "maxpool", "ttfsmaxpool"):
                     total += self._window_adjoint(op, shape, op["attrs"]["kernel"],
                                                   down(op["out"]))
                 elif kind in ("flatten", "reshape"):
@@ -1011,6 +1149,11 @@ def evaluate(net: Network, x: np.ndarray, y: np.ndarray, timesteps: list[int],
     `observer.observe(t, counts)` (see Network.simulate)."""
     steps = sorted(set(timesteps))
     tmax = steps[-1]
+    ttfs = net.g["meta"].get("coding") == "ttfs"
+    if ttfs:  # spike times: the totals after every step
+        if observer is not None:
+            raise ValueError("rate-coding diagnostics do not apply to temporal coding")
+        observer = _SpikeTimes(net, steps, tmax)
     want = set(steps) | set(getattr(observer, "marks", ()))
     correct = np.zeros(tmax, np.int64)
     spikes: dict[str, np.ndarray] = {}
@@ -1034,13 +1177,64 @@ def evaluate(net: Network, x: np.ndarray, y: np.ndarray, timesteps: list[int],
     total = sum(spikes.values()) if spikes else np.zeros(len(marks))
     if synops is None:
         synops = np.zeros(len(marks))
-    return {
+    out = {
         "accuracy_per_step": (correct / n).tolist(),
         "layer_spikes": {k: float(v[at[tmax]] / n) for k, v in spikes.items()},
         "snn": [{"timesteps": t, "accuracy": float(correct[t - 1] / n),
                  "spikes_per_sample": float(total[at[t]] / n),
                  "synops_per_sample": float(synops[at[t]] / n)} for t in steps],
     }
+    if ttfs:
+        for row in out["snn"]:
+            row.update(observer.row(row["timesteps"]))
+        out["ttfs"] = observer.summary(n)
+    return out
+
+
+class _SpikeTimes:
+    """Temporal coding's evaluation numbers, from the spike totals after every step: per
+    T, the most spikes any neuron fired (at most 1 by construction) and the decision step;
+    per layer, its release step and the mean and last step its neurons fired at."""
+
+    def __init__(self, net: Network, steps: list[int], tmax: int):
+        self.marks = list(range(1, tmax + 1))
+        self.steps = steps
+        self.decision = int(net.g["meta"]["timesteps"])
+        self.layers = [op for op in net.ops if S.is_spike_source(op["kind"], op["attrs"])]
+        self.per_step = {op["name"]: np.zeros(tmax + 1, np.float64) for op in self.layers}
+        self.max_count = {t: 0.0 for t in steps}
+
+    def begin(self, net: Network, offset: int, x: np.ndarray) -> None:
+        self._prev = {op["name"]: 0.0 for op in self.layers}
+
+    def observe(self, t: int, counts: dict[str, np.ndarray]) -> None:
+        for op in self.layers:
+            c = counts[op["name"]]
+            total = float(c.sum(dtype=np.float64))
+            self.per_step[op["name"]][t] += total - self._prev[op["name"]]
+            self._prev[op["name"]] = total
+            if t in self.max_count and c.size:
+                self.max_count[t] = max(self.max_count[t], float(c.max()))
+
+    def row(self, t: int) -> dict[str, Any]:
+        return {"spikes_per_neuron": self.max_count[t],
+                "decision_steps": min(t, self.decision)}
+
+    def summary(self, n: int) -> dict[str, Any]:
+        layers = []
+        for op in self.layers:
+            a = op["attrs"]
+            h = self.per_step[op["name"]]
+            fired = np.flatnonzero(h)
+            k = np.arange(len(h)) - 1  # spikes counted at mark t happened at step t - 1
+            layers.append({
+                "layer": op["name"], "release_step": int(a.get("release", 0)),
+                # the first step an input can reach it (its inputs' reference step)
+                "inputs_from_step": int(a.get("release", 0) - a.get("span", 0)),
+                "spikes_per_sample": float(h.sum() / n),
+                "mean_spike_step": float((h * k).sum() / h.sum()) if h.sum() else None,
+                "last_spike_step": int(fired[-1] - 1) if len(fired) else None})
+        return {"decision_steps": self.decision, "layers": layers}
 
 
 def _main(argv: list[str]) -> int:
