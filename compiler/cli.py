@@ -293,8 +293,10 @@ def _cmd_check(a: argparse.Namespace) -> int:
     rows = list(res.report)
     problem = None
     if not res.unsupported:
+        # a network retrained with G(x) gates converts with temporal coding only
+        gated = any(op.kind == "ttfsgate" for op in res.graph.ops)
         try:
-            convert(model, Options(), structure_only=True)
+            convert(model, Options(coding="ttfs" if gated else "rate"), structure_only=True)
         except SnncError as e:
             problem = e
             for r in rows:

@@ -144,7 +144,14 @@ class Options:
         if self.target and "place" in self.backends:
             load_target(self.target)  # a bad description fails before compiling
 
-    def pipeline(self) -> str:
+    def pipeline(self, gate_leak: float | None = None) -> str:
+        """The pass pipeline of these options; gate_leak: the L of the G(x) gates of a
+        network retrained for temporal coding (converted exactly: ceil spike times, its
+        own value range, no offset compensation)."""
+        if gate_leak is not None:
+            return (f"fold-batchnorm,fold-affine,relu-before-maxpool,"
+                    f"convert-to-ttfs{{leak={gate_leak},timing=ceil,range=1.0,gated=True}},"
+                    f"ttfs-schedule,negate-weights")
         if self.coding == "ttfs":
             return (f"fold-batchnorm,fold-affine,relu-before-maxpool,"
                     f"normalize{{method=percentile:99.9}},"
@@ -189,15 +196,38 @@ def convert(model: onnx.ModelProto, opts: Options, *, calib_x: np.ndarray | None
         raise SnncError(f"the model has {len(graph.inputs)} inputs; snnc converts networks "
                         "with exactly one input")
     graph.meta["timesteps"] = opts.total_timesteps()
+    gate_leak = _gate_leak(graph, opts)
     if calibration is None and calib_x is not None:
         calibration = OnnxCalibration(imported.model, calib_x)
     ctx = PassContext(calibration=calibration, structure_only=structure_only,
                       simulator=Simulator(threads=cpus()),
                       progress=progress)
-    graph = run_passes(graph, parse_pipeline(opts.pipeline()), ctx,
+    ctx.notes["pipeline"] = opts.pipeline(gate_leak)
+    graph = run_passes(graph, parse_pipeline(ctx.notes["pipeline"]), ctx,
                        print_ir_after_all=print_ir_after_all, dump_dir=dump_dir,
                        timings=timings)
     return imported, graph, ctx
+
+
+def _gate_leak(graph: Graph, opts: Options) -> float | None:
+    """The leak L of a network retrained with G(x) gates for temporal coding (None: no
+    gates); such a network converts only with --coding ttfs, at its own L."""
+    gates = [op for op in graph.ops if op.kind == "ttfsgate"]
+    if not gates:
+        return None
+    if opts.coding != "ttfs":
+        raise SnncError("this network was trained with G(x) gates for temporal coding "
+                        f"(exp(ceil(L ln(x + 1)) / L), L = {gates[0].leak:g}), which rate "
+                        "coding cannot express", node=gates[0].origin,
+                        hint="compile it with --coding ttfs")
+    leak = gates[0].leak
+    if opts.leak not in (5.0, leak):
+        raise SnncError(f"--leak {opts.leak:g} differs from the L = {leak:g} the network was "
+                        "retrained with", node=gates[0].origin, hint="drop --leak")
+    if opts.spike_time != "round":
+        raise SnncError("--spike-time does not apply to a network retrained with G(x): its "
+                        "spike times are the gates' ceil", hint="drop --spike-time")
+    return leak
 
 
 def compile_model(model_path: str | Path, out_dir: str | Path | None, *,
@@ -233,7 +263,7 @@ def compile_model(model_path: str | Path, out_dir: str | Path | None, *,
     report = {
         "snnc_version": __version__,
         "source": source.name,
-        "pipeline": opts.pipeline(),
+        "pipeline": ctx.notes["pipeline"],
         "options": {k: (list(v) if isinstance(v, tuple) else v)
                     for k, v in opts.__dict__.items()},
         "coverage": [r.__dict__ for r in imported.report],

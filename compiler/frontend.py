@@ -113,6 +113,7 @@ class _Ctx:
     onnx_shapes: dict[str, tuple[int | None, ...]] = field(default_factory=dict)
     op_names: set[str] = field(default_factory=set)
     used: set[str] = field(default_factory=set)  # tensors some node or output reads
+    used_as_output: set[str] = field(default_factory=set)  # the graph's outputs
     node: onnx.NodeProto | None = None
     label: str = ""
 
@@ -616,6 +617,65 @@ IMPORTERS: dict[str, Callable[[_Ctx], None]] = {
 }
 
 
+# ======================================================================== G(x) ===========
+#: the ONNX chain of G(x) = exp(ceil(ln(x + 1) * L) / L): (op type, constant operand)
+GATE_CHAIN = (("Add", "one"), ("Log", None), ("Mul", "L"), ("Ceil", None), ("Div", "L"),
+              ("Exp", None))
+
+
+def _known_const(ctx: _Ctx, name: str, constants: dict[str, onnx.NodeProto]
+                 ) -> np.ndarray | None:
+    """A constant operand: an initializer or folded tensor, or the output of a Constant
+    node (which an exporter may place after the node that starts a chain)."""
+    if ctx.is_const(name):
+        return ctx.consts[name]
+    node = constants.get(name)
+    if node is None or len(node.attribute) != 1 or node.attribute[0].name != "value":
+        return None
+    return numpy_helper.to_array(node.attribute[0].t)
+
+
+def match_gate(ctx: _Ctx, node: onnx.NodeProto, users: dict[str, list[onnx.NodeProto]],
+               constants: dict[str, onnx.NodeProto]
+               ) -> tuple[list[onnx.NodeProto], str, float] | None:
+    """If `node` starts the chain of G(x) (a temporally coded ANN's gate, TDSNN eq. 11),
+    each link used only by the next: (the chain's nodes, x, L); else None."""
+    chain: list[onnx.NodeProto] = []
+    x, leak, cur = None, None, node
+    for i, (op_type, const) in enumerate(GATE_CHAIN):
+        if cur.op_type != op_type:
+            return None
+        live = [v for v in cur.input if not _known_const(ctx, v, constants)]
+        consts = [_known_const(ctx, v, constants) for v in cur.input
+                  if _known_const(ctx, v, constants) is not None]
+        if len(live) != 1 or len(consts) != (1 if const else 0):
+            return None
+        if const is not None:
+            c = np.asarray(consts[0], np.float64)
+            if c.size != 1 or (cur.op_type == "Div" and live[0] != cur.input[0]):
+                return None
+            if const == "one" and float(c) != 1.0:
+                return None
+            if const == "L":
+                if leak is None:
+                    leak = float(c)
+                elif abs(float(c) - leak) > 1e-6 * leak:
+                    return None
+        if i == 0:
+            x = live[0]
+        elif live[0] != chain[-1].output[0]:
+            return None
+        chain.append(cur)
+        if i + 1 < len(GATE_CHAIN):
+            nxt = users.get(cur.output[0], [])
+            if len(nxt) != 1 or cur.output[0] in ctx.used_as_output:
+                return None
+            cur = nxt[0]
+    if leak is None or leak <= 0 or x is None:
+        return None
+    return chain, x, leak
+
+
 # ======================================================================== folding ========
 def _fold(ctx: _Ctx, node: onnx.NodeProto) -> list[np.ndarray]:
     """Evaluate a node whose inputs are all constant (or a Shape of a known tensor)."""
@@ -723,12 +783,40 @@ def import_model(model: onnx.ModelProto, *, strict: bool = True) -> ImportResult
 
     used = {i for n in model.graph.node for i in n.input} | {o.name for o in model.graph.output}
     ctx.used = used
+    ctx.used_as_output = {o.name for o in model.graph.output}
+    users: dict[str, list[onnx.NodeProto]] = {}
+    for n in model.graph.node:
+        for i in dict.fromkeys(n.input):
+            users.setdefault(i, []).append(n)
+    constants = {n.output[0]: n for n in model.graph.node
+                 if n.op_type == "Constant" and n.output}
+    fused: dict[int, str] = {}  # id of a node fused into a G(x) gate -> the gate's label
     report: list[NodeReport] = []
     blocked: dict[str, str] = {}  # tensor -> label of the unsupported node it depends on
     for idx, node in enumerate(model.graph.node):
         label = _node_label(node, idx)
         ctx.node, ctx.label = node, label
         dep = next((blocked[i] for i in node.input if i in blocked), None)
+        if id(node) in fused:
+            report.append(NodeReport(label, node.op_type, "converted",
+                                     f"part of G(x) at '{fused[id(node)]}'"))
+            continue
+        gate = (match_gate(ctx, node, users, constants)
+                if dep is None and node.op_type == "Add" else None)
+        if gate is not None:
+            chain, x, leak = gate
+            try:
+                ctx.emit(O.TTFSGate, chain[-1].output[0], x=ctx.value(x), leak=leak)
+            except Unsupported as e:
+                report.append(NodeReport(label, node.op_type, "unsupported", str(e)))
+                for o in node.output:
+                    blocked[o] = label
+                continue
+            for n in chain[1:]:
+                fused[id(n)] = label
+            report.append(NodeReport(label, node.op_type, "converted",
+                                     f"ttfsgate (G(x), L = {leak:g})"))
+            continue
         try:
             if node.domain not in ("", "ai.onnx"):
                 raise Unsupported(f"custom domain '{node.domain}'")

@@ -518,6 +518,24 @@ class SpikingSoftmax(Op):
 # it as G(a) = exp(k / L) (about a + 1). Steps are global (0 = the first step).
 
 
+@dataclass(frozen=True)
+class TTFSGate(Op):
+    """G(x) = exp(ceil(L ln(x + 1)) / L) for x >= 0 (TDSNN eq. 11): what a
+    temporally coded spike carries. An ANN retrained for temporal coding has one in
+    front of every synaptic layer (the ONNX chain Add 1, Log, Mul L, Ceil, Div L, Exp,
+    fused by the frontend); convert-to-ttfs turns such a network into an SNN that
+    computes it exactly. Rate coding has no equivalent."""
+
+    x: str = operand()
+    leak: float = attr(5.0)
+    kind: ClassVar[str] = "ttfsgate"
+
+    def infer_shape(self, shapes, params):
+        if self.leak <= 0:
+            raise self.error(f"leak must be > 0, got {self.leak}")
+        return shapes[0]
+
+
 def _check_bias(op: Op, shape: Shape, params) -> None:
     b = getattr(op, "bias", None)
     if b is None:
@@ -638,5 +656,6 @@ OPS: dict[str, type[Op]] = {
     cls.kind: cls
     for cls in (Conv, Dense, BatchNorm, Affine, Relu, Clip, MaxPool, AvgPool, Add, Concat,
                 Flatten, Reshape, Pad, Softmax, Encode, Current, IFNeuron, SpikeMaxPool,
-                Accumulate, SpikingSoftmax, TTFSEncode, TTFSNeuron, TTFSMaxPool, TTFSReadout)
+                Accumulate, SpikingSoftmax, TTFSGate, TTFSEncode, TTFSNeuron, TTFSMaxPool,
+                TTFSReadout)
 }

@@ -159,6 +159,14 @@ def ttfs_g(a: np.ndarray | float, leak: float, shift: float = 0.0) -> np.ndarray
     return np.exp(ttfs_time(a, leak, shift) / leak)
 
 
+def ttfs_gate(x: np.ndarray, leak: float) -> np.ndarray:
+    """G(x) as the retrained ANN's ONNX chain computes it, in float32 and its order:
+    exp(ceil(ln(max(x, 0) + 1) * L) / L)."""
+    f = np.float32
+    y = np.log(np.maximum(np.asarray(x, f), f(0)) + f(1)) * f(leak)
+    return np.exp(np.ceil(y) / f(leak)).astype(f)
+
+
 def ttfs_tick(leak: float, span: int) -> float:
     """The ticking neuron's weight w_tick = (1 - exp(-1/L)) exp(-span/L) for a layer whose
     inhibition ends `span` steps after its inputs' reference step (TDSNN eq. 9)."""

@@ -106,6 +106,29 @@ def _evaluate(graph: Graph, ctx: PassContext, ops: list[O.Op], src: str, out: st
     return np.asarray(ctx.simulator.run_ann(sub, {src: x}, [out])[out][0], np.float64)
 
 
+def _check_gated(graph: Graph, leak: float) -> None:
+    """A retrained network reads every spiking value through a gate G(x) of leak L: no
+    weight, pool or join may read a rectifier (or the input) directly, and the gates
+    read nothing but those values (through data-moving ops)."""
+    raw: set[str] = set(graph.inputs)  # values a spike would carry as G(value)
+    for op in graph.ops:
+        ins = op.inputs()
+        if isinstance(op, O.TTFSGate):
+            if abs(op.leak - leak) > 1e-6 * leak:
+                raise op.error(f"G(x) with L = {op.leak:g} where the network's other gates "
+                               f"have L = {leak:g}")
+            if not all(v in raw for v in ins):
+                raise op.error("G(x) must read a ReLU, a max-pool of one, or the input")
+        elif isinstance(op, (O.Relu, O.MaxPool)) or (op.kind in MOVES_DATA and ins and all(
+                v in raw for v in ins)):
+            raw.add(op.out)
+        elif any(v in raw for v in ins):
+            raise op.error(f"this {op.kind} reads a value that did not pass G(x): the "
+                           "network mixes gated and plain layers",
+                           hint="put G(x) in front of every synaptic layer when retraining, "
+                                "or train without it and convert with offset compensation")
+
+
 def _strip_biases(op: O.Op) -> O.Op:
     if isinstance(op, (O.Conv, O.Dense)) and op.bias is not None:
         return _replace(op, bias=None)
@@ -154,8 +177,10 @@ class ConvertToTtfs(Pass):
     leak: float = 5.0
     timing: str = "round"
     range: float = 20.0
+    #: the ANN was retrained with G(x) gates (ttfsgate) in front of its synaptic layers
+    gated: bool = False
     name: ClassVar[str] = "convert-to-ttfs"
-    requires: ClassVar[frozenset[str]] = frozenset({"normalized"})
+    requires: ClassVar[frozenset[str]] = frozenset({"no-batchnorm"})
     establishes: ClassVar[frozenset[str]] = frozenset({"spiking", "ttfs"})
 
     def run(self, graph: Graph, ctx: PassContext) -> Graph:
@@ -164,6 +189,14 @@ class ConvertToTtfs(Pass):
         if self.timing not in TIMING:
             raise SnncError(f"unknown spike timing '{self.timing}'", hint="use round or ceil")
         shift = TIMING[self.timing]
+        if self.gated:
+            _check_gated(graph, self.leak)
+            if shift or self.range != 1.0:
+                raise SnncError("a network retrained with G(x) converts exactly only with "
+                                "ceil spike times and its own value range",
+                                hint="drop --spike-time")
+        elif "normalized" not in graph.facts:
+            raise SnncError("internal: convert-to-ttfs needs a normalized graph (or gates)")
         g = graph.copy()
         users = g.consumers()
         fresh = g.name_reserver()
@@ -205,6 +238,10 @@ class ConvertToTtfs(Pass):
                 if op.out not in g.outputs or users.get(op.out):
                     raise op.error("softmax is only supported as the final op")
                 rename[op.out] = op.x
+            elif isinstance(op, O.TTFSGate):  # what the spike of its input already carries
+                rename[op.out] = op.x
+                if op.x in spikes:
+                    spikes.add(op.out)
             else:
                 ops.append(op)
         outputs = []
@@ -295,14 +332,19 @@ class TtfsSchedule(Pass):
         g = graph.copy()
         L, shift = leak_of(g), shift_of(g)
         t1 = int(ttfs_time(1.0, L, shift))
-        if ctx.calibration is None:
+        if ctx.calibration is None and not ctx.structure_only:
             raise SnncError("temporal coding needs calibration data to schedule its layers",
                             hint="pass --calib CALIB.npz (a few hundred training inputs)")
         neurons = [op for op in g.ops if isinstance(op, O.TTFSNeuron)]
-        acts = ctx.calibration.activations([op.out for op in neurons])
+        acts = ({} if ctx.calibration is None else
+                ctx.calibration.activations([op.out for op in neurons]))
         window: dict[str, int] = {}
         for op in g.ops:
-            if isinstance(op, O.TTFSEncode):
+            if ctx.calibration is None:  # structure only (snnc check): any window
+                a = 1.0 if isinstance(op, (O.TTFSEncode, O.TTFSNeuron)) else None
+                if a is None:
+                    continue
+            elif isinstance(op, O.TTFSEncode):
                 a = op.scale * (float(np.max(ctx.calibration.x)) - op.offset)
             elif isinstance(op, O.TTFSNeuron):
                 lam = np.asarray(g.meta.get("lambda", {}).get(op.name, 1.0), np.float64)

@@ -32,7 +32,8 @@ def test_fixed_point_forms_cover_what_quantize_and_the_c_backend_handle():
 
 def test_every_ann_op_kind_is_produced_by_an_importer_or_a_pass():
     produced_by_import = {"conv", "dense", "batchnorm", "affine", "relu", "clip", "maxpool",
-                          "avgpool", "add", "concat", "flatten", "reshape", "pad", "softmax"}
+                          "avgpool", "add", "concat", "flatten", "reshape", "pad", "softmax",
+                          "ttfsgate"}  # the fused G(x) chain (frontend.match_gate)
     ann = {k for k, c in OPS.items() if not c.spiking}
     assert ann == produced_by_import
     assert len(IMPORTERS) >= 20

@@ -319,3 +319,90 @@ def test_eval_json_and_refused_diagnostics(example, tmp_path, capsys):
     assert r["ttfs"]["decision_steps"] == length
     layers = r["ttfs"]["layers"]
     assert all(la["last_spike_step"] < length for la in layers)
+
+
+# ------------------------------------------------------------------ retrained with G(x) ---
+def _gate_nodes(x: str, out: str, leak: float, tag: str) -> tuple[list, list]:
+    """The chain G(x) = exp(ceil(ln(x + 1) * L) / L) as PyTorch's exporter writes it: the
+    constant L in Constant nodes placed between the links, after the chain's start."""
+    c = [nh.from_array(np.array(1.0, np.float32), f"{tag}_one")]
+    n = [h.make_node("Add", [x, f"{tag}_one"], [f"{tag}_a"]),
+         h.make_node("Log", [f"{tag}_a"], [f"{tag}_b"]),
+         h.make_node("Constant", [], [f"{tag}_L"],
+                     value=nh.from_array(np.array(leak, np.float32))),
+         h.make_node("Mul", [f"{tag}_b", f"{tag}_L"], [f"{tag}_c"]),
+         h.make_node("Ceil", [f"{tag}_c"], [f"{tag}_d"]),
+         h.make_node("Div", [f"{tag}_d", f"{tag}_L"], [f"{tag}_e"]),
+         h.make_node("Exp", [f"{tag}_e"], [out])]
+    return n, c
+
+
+def _gated_mlp(leak: float = 5.0, gate_hidden: bool = True) -> onnx.ModelProto:
+    """x (8) -> G -> Gemm(12) -> Relu -> G -> Gemm(4): a network retrained for TTFS."""
+    rng = np.random.default_rng(3)
+    n1, c1 = _gate_nodes("x", "gx", leak, "g0")
+    n2, c2 = _gate_nodes("r", "gr", leak, "g1")
+    nodes = n1 + [h.make_node("Gemm", ["gx", "w1", "b1"], ["z"], transB=1),
+                  h.make_node("Relu", ["z"], ["r"])]
+    nodes += n2 + [h.make_node("Gemm", ["gr" if gate_hidden else "r", "w2", "b2"], ["y"],
+                               transB=1)]
+    if not gate_hidden:
+        nodes = [n for n in nodes if not n.output[0].startswith("g1_")
+                 and n.output[0] != "gr"]
+        c2 = []
+    inits = c1 + c2 + [nh.from_array(rng.normal(0, 0.6, (12, 8)).astype(np.float32), "w1"),
+                       nh.from_array(rng.normal(0, 0.3, 12).astype(np.float32), "b1"),
+                       nh.from_array(rng.normal(0, 0.6, (4, 12)).astype(np.float32), "w2"),
+                       nh.from_array(rng.normal(0, 0.3, 4).astype(np.float32), "b2")]
+    graph = h.make_graph(nodes, "gated", [h.make_tensor_value_info("x", TensorProto.FLOAT,
+                                                                   ["N", 8])],
+                         [h.make_tensor_value_info("y", TensorProto.FLOAT, ["N", 4])], inits)
+    m = h.make_model(graph, opset_imports=[h.make_opsetid("", 17)])
+    onnx.checker.check_model(m, full_check=True)
+    return m
+
+
+def test_gate_chain_is_fused_and_matches_onnxruntime():
+    import onnxruntime as ort
+    from snnc.backends.sim import interpret
+    from snnc.frontend import import_model
+
+    m = _gated_mlp(leak=3.0)
+    res = import_model(m)
+    gates = [op for op in res.graph.ops if op.kind == "ttfsgate"]
+    assert len(gates) == 2 and all(op.leak == 3.0 for op in gates)
+    assert not any(r.status == "unsupported" for r in res.report)
+    x = np.random.default_rng(0).uniform(0, 3, (64, 8)).astype(np.float32)
+    sess = ort.InferenceSession(m.SerializeToString(), providers=["CPUExecutionProvider"])
+    ref = sess.run(None, {"x": x})[0]
+    got = interpret(res.graph, {"x": x})["y"]
+    np.testing.assert_allclose(got, ref, rtol=1e-5, atol=1e-5)
+
+
+def test_network_retrained_with_g_converts_exactly(tmp_path):
+    """With G(x) in the ANN, the SNN computes the ANN itself: every spike carries exactly
+    G of its neuron's value (ceil timing, no offset compensation, no rescaling), so the
+    readout at the decision step is onnxruntime's output."""
+    import onnxruntime as ort
+
+    m = _gated_mlp()
+    x = np.random.default_rng(1).uniform(0, 2, (32, 8)).astype(np.float32)
+    g = _compile(tmp_path, m, x)
+    assert not any(isinstance(op, O.Affine) for op in g.ops)
+    assert "normalize" not in json.loads((tmp_path / "out" / "report.json").read_text())[
+        "pipeline"]
+    steps = int(g.meta["timesteps"])
+    out = network(g).simulate(x, steps)["output"][-1]
+    sess = ort.InferenceSession(m.SerializeToString(), providers=["CPUExecutionProvider"])
+    ref = sess.run(None, {"x": x})[0]
+    np.testing.assert_allclose(out, ref, rtol=1e-4, atol=1e-4 * np.abs(ref).max())
+
+
+def test_g_gates_need_ttfs_and_every_layer_gated(tmp_path, capsys):
+    onnx.save(_gated_mlp(), tmp_path / "g.onnx")
+    np.savez(tmp_path / "c.npz", x=np.ones((4, 8), np.float32))
+    assert main([str(tmp_path / "g.onnx"), "-o", str(tmp_path / "o"), "--calib",
+                 str(tmp_path / "c.npz")]) == 2
+    assert "--coding ttfs" in capsys.readouterr().err
+    with pytest.raises(SnncError, match="did not pass G"):
+        _compile(tmp_path, _gated_mlp(gate_hidden=False), np.ones((4, 8), np.float32))

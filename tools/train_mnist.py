@@ -8,7 +8,8 @@ raw logits, no softmax -- except ``cnn_bn_max`` whose output is ``probs`` after 
 Softmax), checks the exported graph against PyTorch with onnxruntime and reports the
 onnxruntime test accuracy.
 
-Models (``--models``): mlp, cnn_avg, cnn_bn_max, cnn_clip, resnet, cnn_big.
+Models (``--models``): mlp, cnn_avg, cnn_bn_max, cnn_clip, resnet, cnn_big, lenet and
+lenet_g5 (the same LeNet retrained with TDSNN's G(x) gates for temporal coding, L = 5).
 
 Inputs of every model are float32 ``(N, 1, 28, 28)`` pixels / 255 in ``[0, 1]``.
 
@@ -103,6 +104,61 @@ class ResidualBlock(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         y = self.bn2(self.conv2(self.relu1(self.bn1(self.conv1(x)))))
         return self.relu2(y + self.skip(x))
+
+
+class Gate(nn.Module):
+    """TDSNN's G(x) = exp(ceil(L ln(x + 1)) / L) for x >= 0, the value a temporally coded
+    spike carries, put in front of every synaptic layer to retrain a network for
+    time-to-first-spike coding (TDSNN eq. 11). Training passes gradients straight
+    through as if G(x) were x + 1 (G(x) ~ x + 1; ceil has no useful gradient); export
+    (eval mode) writes the exact chain Add 1, Log, Mul L, Ceil, Div L, Exp, which snnc's
+    frontend fuses into one gate."""
+
+    def __init__(self, leak: float) -> None:
+        super().__init__()
+        self.leak = float(leak)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        g = torch.exp(torch.ceil(torch.log(x + 1.0) * self.leak) / self.leak)
+        if self.training:
+            return (x + 1.0) + (g - (x + 1.0)).detach()
+        return g
+
+
+def _lenet(leak: float | None) -> nn.Module:
+    def gate() -> nn.Module:
+        return nn.Identity() if leak is None else Gate(leak)
+
+    return nn.Sequential(
+        gate(),
+        nn.Conv2d(1, 6, 5, padding=2),  # 28x28
+        nn.ReLU(),
+        nn.MaxPool2d(2),  # 14x14
+        gate(),
+        nn.Conv2d(6, 16, 5),  # 10x10
+        nn.ReLU(),
+        nn.MaxPool2d(2),  # 5x5
+        nn.Flatten(),
+        gate(),
+        nn.Linear(16 * 5 * 5, 120),
+        nn.ReLU(),
+        gate(),
+        nn.Linear(120, 84),
+        nn.ReLU(),
+        gate(),
+        nn.Linear(84, 10),
+    )
+
+
+def build_lenet() -> nn.Module:
+    """LeNet-5 style: 6c5-ReLU-maxpool2-16c5-ReLU-maxpool2-fc120-fc84-fc10."""
+    return _lenet(None)
+
+
+def build_lenet_g5() -> nn.Module:
+    """The same LeNet retrained for temporal coding: G(x) with L = 5 in front of every
+    synaptic layer (the input's included), as TDSNN retrains its networks."""
+    return _lenet(5.0)
 
 
 def build_mlp() -> nn.Module:
@@ -204,6 +260,9 @@ class ModelSpec:
     output_name: str = "logits"
     final_softmax: bool = False  # appended after training, for export only
     keep_batchnorm: bool = False  # export without constant folding so BN is not fused
+    #: train this model first and start from its weights (TDSNN: train, then retrain
+    #: with G(x); from scratch the gated network's ReLUs die and it never learns)
+    init_from: str | None = None
 
 
 MODEL_SPECS: tuple[ModelSpec, ...] = (
@@ -220,6 +279,8 @@ MODEL_SPECS: tuple[ModelSpec, ...] = (
     ModelSpec("cnn_clip", build_cnn_clip, epochs=50),
     ModelSpec("resnet", build_resnet, epochs=30, keep_batchnorm=True),
     ModelSpec("cnn_big", build_cnn_big, epochs=15, keep_batchnorm=True),
+    ModelSpec("lenet", build_lenet, epochs=20),
+    ModelSpec("lenet_g5", build_lenet_g5, epochs=10, init_from="lenet"),
 )
 
 
@@ -419,6 +480,14 @@ def run_model(
     t0 = time.perf_counter()
     set_determinism(seed)
     model = spec.build()
+    if spec.init_from is not None:
+        base = next(s for s in MODEL_SPECS if s.name == spec.init_from)
+        set_determinism(seed)
+        pre = base.build()
+        train(pre, data, epochs if epochs is not None else base.epochs, seed,
+              f"[{spec.name} <- {base.name}] ")
+        model.load_state_dict(pre.state_dict())
+        set_determinism(seed)
     train(model, data, epochs if epochs is not None else spec.epochs, seed, f"[{spec.name}] ")
     export_model: nn.Module = (
         nn.Sequential(model, nn.Softmax(dim=1)) if spec.final_softmax else model

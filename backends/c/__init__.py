@@ -50,6 +50,7 @@ UNSUPPORTED: dict[str, str] = {
     **{k: "temporal coding (--coding ttfs) has no fixed-point form yet, so C code could "
           "not match the simulator spike for spike; use --coding rate for C"
        for k in ("ttfsencode", "ttfsneuron", "ttfsmaxpool", "ttfsreadout")},
+    "ttfsgate": _ANN_ONLY,
 }
 #: context members that are neuron state (the rest are per-step buffers)
 STATE = ("membranes", "input spike counts", "spike budgets used")

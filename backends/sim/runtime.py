@@ -249,6 +249,10 @@ def k_pad(op, P, xs):
     return np.pad(xs[0], [(0, 0)] + [(pads[i], pads[r + i]) for i in range(r)])
 
 
+def k_ttfsgate(op, P, xs):
+    return S.ttfs_gate(xs[0], op["attrs"]["leak"])
+
+
 def k_softmax(op, P, xs):
     x = xs[0]
     ax = op["attrs"]["axis"] % max(1, x.ndim - 1) + 1
@@ -767,6 +771,7 @@ KERNELS: dict[str, Kernel] = {
     "reshape": Kernel(k_reshape, k_reshape),
     "pad": Kernel(k_pad, k_pad),
     "softmax": Kernel(k_softmax),
+    "ttfsgate": Kernel(k_ttfsgate),
     "encode": Kernel(step=s_encode, rate=r_encode),
     "current": Kernel(step=s_current, rate=r_current),
     "if": Kernel(step=s_if, rate=r_if),
