@@ -700,22 +700,25 @@ def s_ttfs_maxpool(c: Chunk, op, ins):
     (threshold: the window's input count; padding does not count)."""
     a = op["attrs"]
     x = c.full(ins[0])
-    n, b = x.shape[:2]
+    n = x.shape[0]
+    taps = a["kernel"][0] * a["kernel"][1]
+    count = np.uint8 if taps < 255 else np.int64
     st = c.state.get(op["name"])
     if st is None:
-        valid = window_reduce(a, np.ones((1,) + x.shape[2:], np.int64), 0, np.add)
-        st = (np.zeros(x.shape[1:], np.int64), None, valid)
+        valid = window_reduce(a, np.ones((1,) + x.shape[2:], count), 0, np.add)
+        st = (np.zeros(x.shape[1:], bool), None, valid)
     seen, fired, valid = st
-    cum = seen[None] + np.cumsum(x.astype(np.int64), axis=0)
-    full = window_reduce(a, cum.reshape((n * b,) + x.shape[2:]), 0, np.add)
-    full = full.reshape((n, b) + full.shape[1:]) >= valid
-    if fired is None:
-        fired = np.zeros(full.shape[1:], bool)
-    out = np.zeros(full.shape, F32)
+    out = None
     for i in range(n):
-        out[i] = full[i] & ~fired
-        fired = fired | full[i]
-    c.state[op["name"]] = (cum[-1], fired, valid)
+        seen |= x[i] > 0
+        full = window_reduce(a, seen.view(np.uint8).astype(count, copy=False), 0,
+                             np.add) >= valid
+        if out is None:
+            out = np.zeros((n,) + full.shape, F32)
+            fired = np.zeros(full.shape, bool) if fired is None else fired
+        out[i] = full & ~fired
+        fired |= full
+    c.state[op["name"]] = (seen, fired, valid)
     return Signal(out, False, True)
 
 
@@ -1168,7 +1171,8 @@ def evaluate(net: Network, x: np.ndarray, y: np.ndarray, timesteps: list[int],
         if observer is not None:
             observer.begin(net, off, xb)
         tr = net.simulate(xb, tmax, sample_offset=off, marks=sorted(want),
-                          observe=None if observer is None else observer.observe)
+                          observe=None if observer is None else observer.observe,
+                          record=getattr(observer, "record", None))
         pred = tr["output"].reshape(tmax, len(xb), -1).argmax(axis=-1)
         correct += (pred == yb[None, :]).sum(axis=1)
         for k, v in tr["spikes"].items():
@@ -1197,27 +1201,30 @@ def evaluate(net: Network, x: np.ndarray, y: np.ndarray, timesteps: list[int],
 
 
 class _SpikeTimes:
-    """Temporal coding's evaluation numbers, from the spike totals after every step: per
-    T, the most spikes any neuron fired (at most 1 by construction) and the decision step;
-    per layer, its release step and the mean and last step its neurons fired at."""
+    """Temporal coding's evaluation numbers: per T, the most spikes any neuron fired (at
+    most 1 by construction) and the decision step; per layer, its release step and the
+    mean and last step its neurons fired at (from the spikes of every step)."""
 
     def __init__(self, net: Network, steps: list[int], tmax: int):
-        self.marks = list(range(1, tmax + 1))
-        self.steps = steps
+        self.marks = list(steps)
         self.decision = int(net.g["meta"]["timesteps"])
         self.layers = [op for op in net.ops if S.is_spike_source(op["kind"], op["attrs"])]
-        self.per_step = {op["name"]: np.zeros(tmax + 1, np.float64) for op in self.layers}
+        #: spikes of each layer at every step (0 = the first), summed over samples
+        self.per_step = {op["name"]: np.zeros(tmax, np.float64) for op in self.layers}
         self.max_count = {t: 0.0 for t in steps}
 
     def begin(self, net: Network, offset: int, x: np.ndarray) -> None:
-        self._prev = {op["name"]: 0.0 for op in self.layers}
+        pass
+
+    def record(self, name: str, t0: int, spikes: np.ndarray) -> None:
+        h = self.per_step.get(name)
+        if h is not None:
+            h[t0:t0 + len(spikes)] += spikes.reshape(len(spikes), -1).sum(
+                axis=1, dtype=np.float64)
 
     def observe(self, t: int, counts: dict[str, np.ndarray]) -> None:
         for op in self.layers:
             c = counts[op["name"]]
-            total = float(c.sum(dtype=np.float64))
-            self.per_step[op["name"]][t] += total - self._prev[op["name"]]
-            self._prev[op["name"]] = total
             if t in self.max_count and c.size:
                 self.max_count[t] = max(self.max_count[t], float(c.max()))
 
@@ -1231,14 +1238,14 @@ class _SpikeTimes:
             a = op["attrs"]
             h = self.per_step[op["name"]]
             fired = np.flatnonzero(h)
-            k = np.arange(len(h)) - 1  # spikes counted at mark t happened at step t - 1
+            k = np.arange(len(h))
             layers.append({
                 "layer": op["name"], "release_step": int(a.get("release", 0)),
                 # the first step an input can reach it (its inputs' reference step)
                 "inputs_from_step": int(a.get("release", 0) - a.get("span", 0)),
                 "spikes_per_sample": float(h.sum() / n),
                 "mean_spike_step": float((h * k).sum() / h.sum()) if h.sum() else None,
-                "last_spike_step": int(fired[-1] - 1) if len(fired) else None})
+                "last_spike_step": int(fired[-1]) if len(fired) else None})
         return {"decision_steps": self.decision, "layers": layers}
 
 
