@@ -645,9 +645,9 @@ def match_gate(ctx: _Ctx, node: onnx.NodeProto, users: dict[str, list[onnx.NodeP
     for i, (op_type, const) in enumerate(GATE_CHAIN):
         if cur.op_type != op_type:
             return None
-        live = [v for v in cur.input if not _known_const(ctx, v, constants)]
-        consts = [_known_const(ctx, v, constants) for v in cur.input
-                  if _known_const(ctx, v, constants) is not None]
+        known = [_known_const(ctx, v, constants) for v in cur.input]
+        live = [v for v, c in zip(cur.input, known) if c is None]
+        consts = [c for c in known if c is not None]
         if len(live) != 1 or len(consts) != (1 if const else 0):
             return None
         if const is not None:
