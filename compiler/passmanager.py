@@ -43,11 +43,25 @@ def parse_pipeline(text: str) -> list[Pass]:
                 raise SnncError(f"pass '{name}' has no option '{key}'")
             default = next(f.default for f in dataclasses.fields(cls) if f.name == key)
             try:
-                kw[key] = type(default)(val) if not isinstance(default, str) else val
+                kw[key] = _option_value(default, val)
             except ValueError:
                 raise SnncError(f"pass '{name}': bad value '{val}' for '{key}'") from None
         passes.append(cls(**kw))
     return passes
+
+
+BOOLS = {"true": True, "1": True, "yes": True, "on": True,
+         "false": False, "0": False, "no": False, "off": False}
+
+
+def _option_value(default: Any, text: str) -> Any:
+    """A pass option's text as the type of its default (a boolean from true/false,
+    yes/no, on/off or 1/0: bool("False") would be True)."""
+    if isinstance(default, bool):
+        if text.lower() not in BOOLS:
+            raise ValueError(text)
+        return BOOLS[text.lower()]
+    return text if isinstance(default, str) else type(default)(text)
 
 
 def pipeline_spec(passes: list[Pass]) -> str:

@@ -46,3 +46,20 @@ def test_passes_are_documented():
         assert len(mod.__doc__ or "") > 200, name  # states the equation
         assert "METHODS" in (mod.__doc__ or "") or name in ("fold-affine",
                                                              "relu-before-maxpool"), name
+
+
+def test_pipeline_options_round_trip_with_their_types():
+    """Every pass with its default options prints as a pipeline string that parses back
+    to the same pass; a boolean option reads 'False' as false (bool('False') is True)."""
+    import pytest
+    from snnc.ir.errors import SnncError
+    from snnc.passmanager import parse_pipeline, pipeline_spec
+
+    for cls in PASSES.values():
+        p = cls()
+        assert parse_pipeline(pipeline_spec([p])) == [p], cls.name
+    assert parse_pipeline("convert-to-ttfs{gated=False}")[0].gated is False
+    assert parse_pipeline("convert-to-ttfs{gated=true}")[0].gated is True
+    assert parse_pipeline("convert-to-snn{v_init=0.5}")[0].v_init == 0.5
+    with pytest.raises(SnncError, match="bad value 'maybe'"):
+        parse_pipeline("convert-to-ttfs{gated=maybe}")
