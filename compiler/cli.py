@@ -342,6 +342,11 @@ def _cmd_eval(a: argparse.Namespace) -> int:
             check_writable(path, what=what)
     if a.plots:
         check_writable(a.plots, directory=True, what="--plots")
+        import importlib.util
+
+        if importlib.util.find_spec("matplotlib") is None:  # before minutes of simulation
+            raise SnncError("--plots needs matplotlib",
+                            hint="pip install 'snnc[plot]' (or pip install matplotlib)")
     res = evaluate(a.out, a.data, steps, batch=a.batch, progress=_tty_progress,
                    diagnose=not a.no_diagnostics, costs=a.cost_table)
     print(f"ANN accuracy (onnxruntime): {res['ann_accuracy']:.4f} on {res['samples']} samples")
@@ -385,10 +390,28 @@ def _cmd_eval(a: argparse.Namespace) -> int:
     return 0
 
 
+def _looks_like_command(word: str) -> bool:
+    """A first argument that is neither a command, an option nor a model path: a
+    mistyped command (`snnc evl`), not a model file, which has a suffix or exists."""
+    return (word not in COMMANDS and not word.startswith("-") and "." not in word
+            and "/" not in word and not Path(word).exists())
+
+
+def _did_you_mean(word: str) -> str:
+    import difflib
+
+    close = difflib.get_close_matches(word, COMMANDS, n=1)
+    return f" (did you mean '{close[0]}'?)" if close else ""
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     debug = "--debug" in argv
     try:
+        if argv and _looks_like_command(argv[0]):
+            raise SnncError(f"unknown command '{argv[0]}'" + _did_you_mean(argv[0]),
+                            hint=f"commands: {', '.join(COMMANDS)}; to compile: snnc "
+                                 "MODEL.onnx -o OUT (see 'snnc --help')")
         if argv and argv[0] in COMMANDS:
             parser = {"check": _check_parser, "eval": _eval_parser,
                       "sweep": _sweep_parser, "place": _place_parser}[argv[0]]()

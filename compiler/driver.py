@@ -133,6 +133,8 @@ class Options:
         if not 0.0 <= self.v_init < 1.0:
             raise SnncError(f"v_init must be in [0, 1) (a fraction of the threshold), "
                             f"got {self.v_init}")
+        if self.c_name is not None and "c" not in self.backends:
+            raise SnncError("--c-name names the C backend's files; it needs --backend c")
         for b in self.backends:
             if b not in BACKENDS:
                 raise SnncError(f"unknown backend '{b}'",

@@ -214,3 +214,42 @@ def test_python_dash_m(model_files):
     r = subprocess.run([sys.executable, "-m", "snnc", "--version"], capture_output=True,
                        text=True)
     assert r.returncode == 0 and r.stdout.startswith("snnc ")
+
+
+def test_mistyped_command_is_named(capsys):
+    """`snnc evl` used to say '-o/--output is required' (it read 'evl' as a model)."""
+    assert main(["evl", "out"]) == 2
+    err = _err_line(capsys)
+    assert "unknown command 'evl'" in err and "did you mean 'eval'" in err
+    assert main(["help"]) == 2
+    assert "unknown command 'help'" in _err_line(capsys)
+
+
+def test_c_name_without_the_c_backend_is_an_error(tmp_path, capsys):
+    from conftest import EXAMPLES
+
+    assert main([str(EXAMPLES / "mnist_cnn.onnx"), "-o", str(tmp_path / "o"), "--calib",
+                 str(EXAMPLES / "mnist_calib.npz"), "--c-name", "net"]) == 2
+    assert "--backend c" in _err_line(capsys)
+    assert not (tmp_path / "o").exists()
+
+
+def test_plots_without_matplotlib_fail_before_simulating(tmp_path, capsys, monkeypatch):
+    import importlib.util
+
+    from conftest import EXAMPLES
+
+    real = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec",
+                        lambda name, *a: None if name == "matplotlib" else real(name, *a))
+    import snnc.driver
+
+    def never(*a, **k):
+        raise AssertionError("simulated although --plots cannot be drawn")
+
+    snnc.driver.compile_model(EXAMPLES / "mnist_cnn.onnx", tmp_path / "out",
+                              calib=EXAMPLES / "mnist_calib.npz")
+    monkeypatch.setattr(snnc.driver, "evaluate", never)
+    assert main(["eval", str(tmp_path / "out"), "--data", str(EXAMPLES / "mnist_test.npz"),
+                 "--plots", str(tmp_path / "p")]) == 2
+    assert "--plots needs matplotlib" in _err_line(capsys)
