@@ -48,7 +48,8 @@ def _compile_parser() -> argparse.ArgumentParser:
                 "'snnc sweep MODEL.onnx --calib C.npz --data D.npz'.")
     p.add_argument("model", help="the ONNX model")
     p.add_argument("-o", "--output", required=True, metavar="OUT",
-                   help="output directory (created; replaced if it holds an earlier output)")
+                   help="output directory (created; an earlier output there is updated: "
+                   "changed files rewritten, files snnc did not write kept)")
     p.add_argument("--calib", metavar="CALIB.npz",
                    help="calibration inputs: .npz with x (N, ...) in the model's input layout")
     p.add_argument("--norm", default="percentile:99.9",
@@ -102,6 +103,9 @@ def _compile_parser() -> argparse.ArgumentParser:
                    "target description file")
     p.add_argument("--place-seed", type=int, default=0, metavar="S",
                    help="place backend: seed of the placement optimizer (default 0)")
+    p.add_argument("--depfile", metavar="FILE",
+                   help="also write a Make / Ninja depfile: every file of OUT depends on "
+                   "the model, its external data and --calib (for build systems)")
     p.add_argument("--print-ir-after-all", action="store_true",
                    help="print the IR after every pass to stderr")
     p.add_argument("--dump-ir", metavar="DIR", help="write the IR after every pass to DIR")
@@ -252,7 +256,8 @@ def _cmd_compile(a: argparse.Namespace) -> int:
     timings: dict[str, float] = {}
     res = compile_model(a.model, a.output, calib=a.calib, options=opts,
                         print_ir_after_all=sys.stderr if a.print_ir_after_all else None,
-                        dump_ir=a.dump_ir, timings=timings, progress=_tty_progress)
+                        dump_ir=a.dump_ir, timings=timings, progress=_tty_progress,
+                        depfile=a.depfile)
     layers = [r for r in res.report["layers"] if r["kind"] in ("if", "ttfsneuron")]
     print(f"snnc: compiled {Path(a.model).name} -> {a.output}: {len(layers)} spiking "
           f"layer{'s' if len(layers) != 1 else ''}, "

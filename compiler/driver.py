@@ -30,6 +30,7 @@ from snnc.passmanager import parse_pipeline, run_passes
 from snnc.report import format_table, layer_table
 
 SOURCE_FILE = "source.onnx"
+MANIFEST_FILE = "manifest.json"
 REPORT_FILE = "report.json"
 IR_TEXT_FILE = "model.snnir"
 
@@ -232,14 +233,62 @@ def _gate_leak(graph: Graph, opts: Options) -> float | None:
     return leak
 
 
+def input_files(model_path: Path, model: onnx.ModelProto, calib: Path | None) -> list[Path]:
+    """Every file a compile reads: the model, its external-data files, the calibration
+    data."""
+    out = [model_path]
+    for t in model.graph.initializer:
+        for kv in t.external_data:
+            if kv.key == "location":
+                f = model_path.parent / kv.value
+                if f not in out:
+                    out.append(f)
+    if calib is not None:
+        out.append(calib)
+    return out
+
+
+def _sha256(data: bytes) -> str:
+    import hashlib
+
+    return hashlib.sha256(data).hexdigest()
+
+
+def manifest(opts: Options, inputs: list[Path], files: dict[str, bytes]) -> bytes:
+    """OUT/manifest.json: snnc's version, the resolved options, every input file (name
+    and sha256) and every output file's sha256. No timestamps or absolute paths: the same
+    inputs and flags give the same bytes."""
+    return dumps_json({
+        "snnc_version": __version__,
+        "options": {k: (list(v) if isinstance(v, tuple) else v)
+                    for k, v in opts.__dict__.items()},
+        "inputs": [{"file": p.name, "sha256": _sha256(p.read_bytes())} for p in inputs],
+        "outputs": {k: _sha256(files[k]) for k in sorted(files)},
+    })
+
+
+def depfile_text(targets: list[Path], deps: list[Path]) -> str:
+    """A Make / Ninja depfile: every target depends on every input file (spaces, '#' and
+    '$' escaped as Make and Ninja read them)."""
+    def esc(p: Path) -> str:
+        return (str(p).replace("\\", "\\\\").replace(" ", "\\ ").replace("#", "\\#")
+                .replace("$", "$$"))
+
+    return (" \\\n  ".join(esc(t) for t in targets) + ": \\\n  "
+            + " \\\n  ".join(esc(d) for d in deps) + "\n")
+
+
 def compile_model(model_path: str | Path, out_dir: str | Path | None, *,
                   calib: str | Path | None = None, options: Options | None = None,
                   print_ir_after_all: io.TextIOBase | None = None,
                   dump_ir: str | Path | None = None,
                   timings: dict[str, float] | None = None,
-                  progress: Progress | None = None) -> CompileResult:
+                  progress: Progress | None = None,
+                  depfile: str | Path | None = None) -> CompileResult:
     """Compile an ONNX model into out_dir (written atomically; nothing on failure).
-    progress: a progress reporter for long passes (bias calibration)."""
+    progress: a progress reporter for long passes (bias calibration); depfile: also
+    write a Make / Ninja depfile (every output depends on every input file), after the
+    outputs."""
     opts = options or Options()
     opts.validate()
     source = Path(model_path)
@@ -297,8 +346,15 @@ def compile_model(model_path: str | Path, out_dir: str | Path | None, *,
     files[IR_TEXT_FILE] = print_graph(graph).encode()
     files[SOURCE_FILE] = source.read_bytes()
     files[REPORT_FILE] = dumps_json(report)
+    inputs = input_files(source, model, None if calib is None else Path(calib))
+    files[MANIFEST_FILE] = manifest(opts, inputs, files)
     if out_dir is not None:
         write_tree_atomic(out_dir, files)
+        if depfile is not None:
+            from snnc.fsutil import write_file_atomic
+
+            write_file_atomic(depfile, depfile_text(
+                [Path(out_dir) / k for k in sorted(files)], inputs).encode())
     return CompileResult(graph, imported, report, files)
 
 

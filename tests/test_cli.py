@@ -253,3 +253,53 @@ def test_plots_without_matplotlib_fail_before_simulating(tmp_path, capsys, monke
     assert main(["eval", str(tmp_path / "out"), "--data", str(EXAMPLES / "mnist_test.npz"),
                  "--plots", str(tmp_path / "p")]) == 2
     assert "--plots needs matplotlib" in _err_line(capsys)
+
+
+def test_manifest_and_depfile_drive_make(tmp_path):
+    """OUT/manifest.json hashes every input and output; --depfile makes OUT depend on
+    the model and the calibration data, so Make reruns snnc when the model changes and
+    not when nothing did."""
+    import hashlib
+    import shutil
+    import subprocess
+    import sys
+
+    from conftest import EXAMPLES
+
+    for f in ("mnist_cnn.onnx", "mnist_calib.npz"):
+        shutil.copy(EXAMPLES / f, tmp_path / f)
+    snnc = f"{sys.executable} -m snnc"
+    (tmp_path / "Makefile").write_text(
+        "out/manifest.json: mnist_cnn.onnx\n"
+        f"\t{snnc} mnist_cnn.onnx -o out --calib mnist_calib.npz --depfile out.d\n"
+        "-include out.d\n")
+    assert main([str(tmp_path / "mnist_cnn.onnx"), "-o", str(tmp_path / "o"), "--calib",
+                  str(tmp_path / "mnist_calib.npz"), "--depfile", str(tmp_path / "o.d")]) == 0
+    m = json.loads((tmp_path / "o" / "manifest.json").read_text())
+    for name, digest in m["outputs"].items():
+        assert hashlib.sha256((tmp_path / "o" / name).read_bytes()).hexdigest() == digest
+    assert [i["file"] for i in m["inputs"]] == ["mnist_cnn.onnx", "mnist_calib.npz"]
+    dep = (tmp_path / "o.d").read_text()
+    assert dep.split(":")[0].split()[0].endswith("o/graph.json")
+    assert str(tmp_path / "mnist_calib.npz") in dep
+    if shutil.which("make") is None:
+        pytest.skip("no make")
+
+    def make() -> str:
+        return subprocess.run(["make", "-C", str(tmp_path), "out/manifest.json"], check=True,
+                              capture_output=True, text=True).stdout
+
+    assert "snnc" in make()  # first build
+    assert "snnc" not in make()  # nothing changed: snnc does not run
+    import os
+
+    stamp = (tmp_path / "out" / "manifest.json").stat().st_mtime_ns + 1_000_000
+    # a dependency from the depfile, now newer than the output
+    os.utime(tmp_path / "mnist_calib.npz", ns=(stamp, stamp))
+    params = tmp_path / "out" / "params.npz"
+    before = params.stat().st_mtime_ns
+    (tmp_path / "out" / "notes.txt").write_text("mine")  # not snnc's: kept
+    assert "snnc" in make()
+    assert params.stat().st_mtime_ns == before  # same content: not rewritten
+    assert (tmp_path / "out" / "notes.txt").read_text() == "mine"
+    assert "snnc" not in make()  # the manifest is the stamp: up to date again
