@@ -406,3 +406,20 @@ def test_g_gates_need_ttfs_and_every_layer_gated(tmp_path, capsys):
     assert "--coding ttfs" in capsys.readouterr().err
     with pytest.raises(SnncError, match="did not pass G"):
         _compile(tmp_path, _gated_mlp(gate_hidden=False), np.ones((4, 8), np.float32))
+
+
+def test_standalone_runtime_runs_a_ttfs_network(example, tmp_path):
+    """OUT/snn_runtime.py (numpy only) carries the temporal-coding kernels: the same
+    accuracy as snnc eval on the same data and length."""
+    import subprocess
+    import sys
+
+    z = np.load(EXAMPLES / "mnist_test.npz")
+    np.savez(tmp_path / "d.npz", x=z["x"][:100], y=z["y"][:100])
+    steps = int(load_graph(example).meta["timesteps"])
+    out = subprocess.run([sys.executable, str(example / "snn_runtime.py"), str(example),
+                          "--data", str(tmp_path / "d.npz"), "--timesteps", str(steps)],
+                         check=True, capture_output=True, text=True, cwd=tmp_path).stdout
+    acc = float(out.split("accuracy=")[1].split()[0])
+    res = evaluate(example, tmp_path / "d.npz", [steps])
+    assert acc == pytest.approx(res["snn"][0]["accuracy"])
