@@ -315,8 +315,9 @@ class OffsetCompensation(Pass):
 class TtfsSchedule(Pass):
     """The time base. Per spike source a window W: T(a_max) + 1 steps, a_max the largest
     value it carries on the calibration data (onnxruntime's activations of the ReLU it
-    replaces; the encoder's x - offset), at least T(1) + 1 so that the bias neuron's
-    spike lands inside it; a max-pool has its source's window and reference step. A layer
+    replaces, in the coded range; the encoder's coded input), at least T(1) + 1 so that
+    the bias neuron's spike lands inside it; a max-pool has its source's window and
+    reference step. A layer
     whose inputs have reference step R releases at R + W (span W, ticking weight
     (1 - exp(-1/L)) exp(-W/L)), its bias neuron spikes at R + T(1), and it must fire by
     the window its own readers give it. The readout releases at R + W: the decision.
@@ -375,10 +376,9 @@ class TtfsSchedule(Pass):
                     op = _replace(op, ref=r, release=r + w, bias_at=r + t1)
                 layers.append({"layer": op.origin or op.name, "release": r + w,
                                "window": window.get(op.out)})
-            else:
-                for v in op.inputs():  # data-moving ops keep the time base
-                    if v in ref and op.out not in ref and len(op.inputs()) == 1:
-                        ref[op.out], window[op.out] = ref[v], window[v]
+            elif op.kind in MOVES_DATA and len(op.inputs()) == 1 and op.inputs()[0] in ref:
+                v = op.inputs()[0]  # spikes moved (a flatten before a max-pool): same time
+                ref[op.out], window[op.out] = ref[v], window[v]
             new_ops.append(op)
         g = g.rebuild(new_ops)
         end = max(op.release for op in g.ops if isinstance(op, O.TTFSReadout))
