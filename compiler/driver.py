@@ -388,6 +388,9 @@ def place(out_dir: str | Path, target: str, *, calib: str | Path | None = None,
     graph = load_graph(out)
     if "spiking" not in graph.facts:
         raise SnncError(f"'{out}' holds no spiking network")
+    if graph.meta.get("coding") == "ttfs":
+        raise SnncError("the place backend does not take temporally coded networks yet",
+                        hint="compile with --coding rate to place the network")
     calib_x = None
     if calib is not None:
         calib_x, _ = load_npz(calib, graph.shape(graph.inputs[0]), need_labels=False,

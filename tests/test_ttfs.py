@@ -423,3 +423,9 @@ def test_standalone_runtime_runs_a_ttfs_network(example, tmp_path):
     acc = float(out.split("accuracy=")[1].split()[0])
     res = evaluate(example, tmp_path / "d.npz", [steps])
     assert acc == pytest.approx(res["snn"][0]["accuracy"])
+
+
+def test_place_refuses_a_ttfs_output(example, capsys):
+    assert main(["place", str(example), "--target", "loihi2"]) == 2
+    assert "temporally coded" in capsys.readouterr().err
+    assert not (example / "place").exists()

@@ -76,6 +76,10 @@ class PlaceBackend:
     def emit(self, graph: Graph) -> dict[str, bytes]:
         t = self.target
         model = netmodel.build(graph)
+        if not model.populations:
+            raise SnncError("the network has no spiking populations to place",
+                            hint="the place backend takes rate-coded networks "
+                                 "(integrate-and-fire layers)")
         rates = self.rates or {}
         plan, edges = placement.plan_and_analyse(model, t, rates)
         core, naive = placement.place(model, t, plan, edges, self.seed)
