@@ -1,20 +1,22 @@
 """snnc: an ONNX-to-spiking-neural-network compiler.
 
-Public API (the CLI is a thin layer over it):
-    compile_model(model, out_dir, ...)  -> CompileResult
-    load(out_dir)                       -> Graph
+Public API (compiler/api.py; the CLI does the same through snnc.driver):
+    compile_model(model, out_dir=None, *, calib=None, **options) -> Compiled
+    load(out_dir)                                                  -> Compiled
+Compiled: .simulate(x, timesteps), .evaluate(x, y, timesteps), .save(dir),
+.emit_c(dir), .place(target), .graph, .report.
 """
 from snnc.ir.errors import SnncError
 
 __version__ = "0.1.0"
 
-__all__ = ["SnncError", "__version__", "compile_model", "load"]
+__all__ = ["Compiled", "SnncError", "__version__", "compile_model", "load"]
 
 
 def __getattr__(name: str):
     # Lazy: keep `import snnc` cheap (onnxruntime loads only when compiling).
-    if name in ("compile_model", "load"):
-        from snnc import driver
+    if name in ("compile_model", "load", "Compiled"):
+        from snnc import api
 
-        return getattr(driver, name)
+        return getattr(api, name)
     raise AttributeError(name)

@@ -1,0 +1,171 @@
+"""The Python API: `snnc.compile_model(...) -> Compiled` and `snnc.load(dir) -> Compiled`.
+
+    import snnc
+    net = snnc.compile_model("model.onnx", calib="calib.npz", coding="rate")
+    out = net.simulate(x, timesteps=32)        # readout per step, spikes per neuron
+    res = net.evaluate(x, y, timesteps=[8, 32])  # the `snnc eval --json` numbers
+    net.save("out/")                            # what `snnc model.onnx -o out/` writes
+    net.emit_c("out_c/")                        # the C backend's sources
+    net = snnc.load("out/")                     # any snnc output directory
+
+The CLI does the same through snnc.driver; options are the fields of
+snnc.driver.Options (the CLI flags with '-' as '_': norm, timesteps, coding, leak, ...).
+"""
+from __future__ import annotations
+
+import tempfile
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import onnx
+from snnc.ir.errors import SnncError
+from snnc.ir.graph import Graph
+
+
+@dataclass
+class Compiled:
+    """A compiled spiking network: its IR graph, the compile report, and the files an
+    output directory holds (graph, params, runtime, report, source model, manifest)."""
+
+    graph: Graph
+    report: dict[str, Any]
+    files: dict[str, bytes] = field(repr=False)
+
+    @property
+    def timesteps(self) -> int:
+        """The length stored with the network (its decision step with temporal coding)."""
+        return int(self.graph.meta.get("timesteps", 64))
+
+    def simulate(self, x: np.ndarray, timesteps: int | None = None, *, batch: int = 100
+                 ) -> dict[str, Any]:
+        """Run inputs x (N, ...) for `timesteps` steps (default: the stored length):
+        "readout" (T, N, ...) the output after every step, "spikes" {layer: (N, ...)
+        spikes per neuron} of every spike source, "prediction" (N,) the readout's argmax
+        at the last step."""
+        from snnc.backends.sim import accelerated, cpus, network, runtime
+
+        t = timesteps or self.timesteps
+        x = np.asarray(x, np.float32)
+        net = network(self.graph, accelerated(), cpus())
+        readouts, spikes = [], {}
+        taken: dict[str, np.ndarray] = {}
+
+        def take(step: int, counts: dict[str, np.ndarray]) -> None:
+            taken.update({k: np.array(v, np.float64) for k, v in counts.items()})
+
+        for off, xb, _ in runtime.batches(x, None, batch):
+            taken.clear()
+            res = net.simulate(xb, t, sample_offset=off, observe=take)
+            readouts.append(res["output"])
+            for k, v in taken.items():
+                spikes.setdefault(k, []).append(v)
+        readout = np.concatenate(readouts, axis=1)
+        return {"readout": readout,
+                "spikes": {k: np.concatenate(v) for k, v in spikes.items()},
+                "prediction": readout[-1].reshape(len(x), -1).argmax(axis=1)}
+
+    def evaluate(self, x: np.ndarray, y: np.ndarray,
+                 timesteps: Sequence[int] | None = None, *, batch: int = 100
+                 ) -> dict[str, Any]:
+        """The `snnc eval --json` numbers on arrays: "ann_accuracy" (onnxruntime on the
+        source model) and "snn" (accuracy, spikes and SynOps per sample at every T)."""
+        from snnc.driver import evaluate
+
+        with tempfile.TemporaryDirectory() as d:
+            self.save(d)
+            np.savez(Path(d) / "data.npz", x=np.asarray(x, np.float32),
+                     y=np.asarray(y, np.int64))
+            res = evaluate(d, Path(d) / "data.npz", list(timesteps or [self.timesteps]),
+                           batch=batch, diagnose=False)
+        keep = ("ann_accuracy", "snn", "ttfs")
+        return {k: v for k, v in res.items() if k in keep}
+
+    def save(self, out_dir: str | Path) -> Path:
+        """Write the output directory (what `snnc MODEL -o OUT` writes), atomically."""
+        from snnc.fsutil import write_tree_atomic
+
+        write_tree_atomic(out_dir, self.files)
+        return Path(out_dir)
+
+    def emit_c(self, out_dir: str | Path, *, name: str = "snn") -> dict[str, Any]:
+        """Write the C backend's sources for this network into out_dir (its `c/` files);
+        returns the footprint totals. Fixed-point C needs a network compiled with
+        arith="fixed"."""
+        from snnc import __version__
+        from snnc.backends import BACKENDS
+        from snnc.fsutil import write_tree_atomic
+        from snnc.report import format_table
+
+        backend = BACKENDS["c"](name=name, source=self.report.get("source", "model.onnx"),
+                                version=__version__, format_table=format_table)
+        files = backend.emit(self.graph)
+        write_tree_atomic(out_dir, {k.split("/", 1)[1]: v for k, v in files.items()})
+        return backend.footprint_totals
+
+    def place(self, target: str, *, rates: dict[str, np.ndarray] | None = None,
+              seed: int = 0) -> dict[str, Any]:
+        """Place the network on a neuromorphic target (a preset name or a description
+        file): the summary; the files are added under place/ (save() writes them)."""
+        from snnc.backends.place import PlaceBackend
+        from snnc.report import format_table
+
+        if self.graph.meta.get("coding") == "ttfs":
+            raise SnncError("the place backend does not take temporally coded networks yet")
+        backend = PlaceBackend(target, rates=rates, seed=seed, format_table=format_table)
+        self.files = {k: v for k, v in self.files.items() if not k.startswith("place/")}
+        self.files.update(backend.emit(self.graph))
+        return backend.summary
+
+
+def compile_model(model: str | Path | onnx.ModelProto, out_dir: str | Path | None = None,
+                  *, calib: str | Path | np.ndarray | None = None, **options: Any
+                  ) -> Compiled:
+    """Compile an ONNX model (a path or a ModelProto) with the given options (the fields
+    of snnc.driver.Options, e.g. norm="max", timesteps=32, coding="ttfs", backends=("c",));
+    calib: a .npz path or an array of calibration inputs (N, ...). With out_dir, the
+    output directory is written too."""
+    from snnc.driver import Options
+    from snnc.driver import compile_model as _compile
+
+    known = set(Options.__dataclass_fields__)
+    bad = sorted(set(options) - known)
+    if bad:
+        raise SnncError(f"unknown option(s) {', '.join(bad)}",
+                        hint=f"options: {', '.join(sorted(known))}")
+    if "backends" in options:
+        options["backends"] = tuple(dict.fromkeys(["sim", *options["backends"]]))
+    opts = Options(**options)
+    with tempfile.TemporaryDirectory() as d:
+        path = Path(d) / "model.onnx"
+        if isinstance(model, onnx.ModelProto):
+            onnx.save(model, path)
+        else:
+            path = Path(model)
+        calib_path = calib
+        if isinstance(calib, np.ndarray):
+            calib_path = Path(d) / "calib.npz"
+            np.savez(calib_path, x=calib.astype(np.float32))
+        res = _compile(path, out_dir, calib=calib_path, options=opts)
+    return Compiled(res.graph, res.report, res.files)
+
+
+def load(out_dir: str | Path) -> Compiled:
+    """An snnc output directory as a Compiled network (every file it holds that snnc
+    wrote)."""
+    import json
+
+    from snnc.driver import REPORT_FILE, load_graph
+
+    out = Path(out_dir)
+    graph = load_graph(out)
+    files = {p.relative_to(out).as_posix(): p.read_bytes()
+             for p in sorted(out.rglob("*")) if p.is_file()}
+    manifest = files.get("manifest.json")
+    if manifest is not None:  # only what snnc wrote (not build products)
+        owned = set(json.loads(manifest)["outputs"]) | {"manifest.json"}
+        files = {k: v for k, v in files.items() if k in owned or k.startswith("place/")}
+    report = json.loads(files[REPORT_FILE]) if REPORT_FILE in files else {}
+    return Compiled(graph, report, files)
