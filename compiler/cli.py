@@ -103,6 +103,9 @@ def _compile_parser() -> argparse.ArgumentParser:
                    "target description file")
     p.add_argument("--place-seed", type=int, default=0, metavar="S",
                    help="place backend: seed of the placement optimizer (default 0)")
+    p.add_argument("--config", metavar="FILE",
+                   help="compile options from a TOML file (default: ./snnc.toml, else "
+                   "[tool.snnc] of ./pyproject.toml); flags given here override it")
     p.add_argument("--depfile", metavar="FILE",
                    help="also write a Make / Ninja depfile: every file of OUT depends on "
                    "the model, its external data and --calib (for build systems)")
@@ -257,7 +260,7 @@ def _cmd_compile(a: argparse.Namespace) -> int:
     res = compile_model(a.model, a.output, calib=a.calib, options=opts,
                         print_ir_after_all=sys.stderr if a.print_ir_after_all else None,
                         dump_ir=a.dump_ir, timings=timings, progress=_tty_progress,
-                        depfile=a.depfile)
+                        depfile=a.depfile, config=a.config_file)
     layers = [r for r in res.report["layers"] if r["kind"] in ("if", "ttfsneuron")]
     print(f"snnc: compiled {Path(a.model).name} -> {a.output}: {len(layers)} spiking "
           f"layer{'s' if len(layers) != 1 else ''}, "
@@ -395,6 +398,71 @@ def _cmd_eval(a: argparse.Namespace) -> int:
     return 0
 
 
+#: compile settings a config file may not set (they name this run's files)
+NOT_IN_CONFIG = ("model", "output", "config", "depfile", "print_ir_after_all", "dump_ir",
+                 "time_passes", "debug", "help", "version")
+
+
+def _find_config(explicit: str | None) -> Path | None:
+    """--config FILE, else ./snnc.toml, else ./pyproject.toml when it has [tool.snnc]."""
+    if explicit is not None:
+        if not Path(explicit).is_file():
+            raise SnncError(f"config file '{explicit}' does not exist")
+        return Path(explicit)
+    if Path("snnc.toml").is_file():
+        return Path("snnc.toml")
+    if Path("pyproject.toml").is_file() and "snnc" in _read_toml(
+            Path("pyproject.toml")).get("tool", {}):
+        return Path("pyproject.toml")
+    return None
+
+
+def _read_toml(path: Path) -> dict:
+    import tomllib
+
+    try:
+        return tomllib.loads(path.read_text())
+    except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError) as e:
+        raise SnncError(f"cannot read config file '{path}': {e}") from None
+
+
+def _config_defaults(parser: argparse.ArgumentParser, path: Path) -> dict:
+    """The compile options of a config file as argparse defaults (keys are the flags'
+    names, '-' or '_'); an unknown key or a value of the wrong kind names the key."""
+    data = _read_toml(path)
+    if path.name == "pyproject.toml":
+        data = data.get("tool", {}).get("snnc", {})
+    actions = {a.dest: a for a in parser._actions}
+    out = {}
+    for key, val in data.items():
+        dest = key.replace("-", "_")
+        if dest == "backends":
+            dest = "backend"
+        if dest not in actions or dest in NOT_IN_CONFIG:
+            raise SnncError(f"config file '{path}': unknown option '{key}'",
+                            hint="options are the compile flags without '--', e.g. "
+                                 "norm = \"max\", timesteps = 32")
+        act = actions[dest]
+        if dest == "backend" and isinstance(val, list):
+            val = ",".join(map(str, val))
+        if isinstance(act, argparse._StoreTrueAction):
+            if not isinstance(val, bool):
+                raise SnncError(f"config file '{path}': '{key}' must be true or false")
+        elif act.type is not None and not isinstance(val, bool):
+            try:
+                val = act.type(val)
+            except (TypeError, ValueError):
+                raise SnncError(f"config file '{path}': bad value {val!r} for '{key}'"
+                                ) from None
+        elif not isinstance(val, str):
+            raise SnncError(f"config file '{path}': '{key}' must be a string")
+        if act.choices is not None and val not in act.choices:
+            raise SnncError(f"config file '{path}': '{key}' must be one of "
+                            f"{', '.join(map(str, act.choices))}")
+        out[dest] = val
+    return out
+
+
 def _looks_like_command(word: str) -> bool:
     """A first argument that is neither a command, an option nor a model path: a
     mistyped command (`snnc evl`), not a model file, which has a suffix or exists."""
@@ -423,7 +491,13 @@ def main(argv: Sequence[str] | None = None) -> int:
             a = parser.parse_args(argv[1:])
             return {"check": _cmd_check, "eval": _cmd_eval, "sweep": _cmd_sweep,
                     "place": _cmd_place}[argv[0]](a)
-        a = _compile_parser().parse_args(argv)
+        parser = _compile_parser()
+        a0, _ = parser.parse_known_args(argv) if "--config" in argv else (None, None)
+        config = _find_config(None if a0 is None else a0.config)
+        if config is not None:
+            parser.set_defaults(**_config_defaults(parser, config))
+        a = parser.parse_args(argv)
+        a.config_file = config
         return _cmd_compile(a)
     except SnncError as e:
         if debug:

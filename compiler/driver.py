@@ -284,11 +284,12 @@ def compile_model(model_path: str | Path, out_dir: str | Path | None, *,
                   dump_ir: str | Path | None = None,
                   timings: dict[str, float] | None = None,
                   progress: Progress | None = None,
-                  depfile: str | Path | None = None) -> CompileResult:
+                  depfile: str | Path | None = None,
+                  config: str | Path | None = None) -> CompileResult:
     """Compile an ONNX model into out_dir (written atomically; nothing on failure).
     progress: a progress reporter for long passes (bias calibration); depfile: also
     write a Make / Ninja depfile (every output depends on every input file), after the
-    outputs."""
+    outputs; config: the configuration file the options came from (an input too)."""
     opts = options or Options()
     opts.validate()
     source = Path(model_path)
@@ -347,6 +348,8 @@ def compile_model(model_path: str | Path, out_dir: str | Path | None, *,
     files[SOURCE_FILE] = source.read_bytes()
     files[REPORT_FILE] = dumps_json(report)
     inputs = input_files(source, model, None if calib is None else Path(calib))
+    if config is not None:
+        inputs.append(Path(config))
     files[MANIFEST_FILE] = manifest(opts, inputs, files)
     if out_dir is not None:
         write_tree_atomic(out_dir, files)

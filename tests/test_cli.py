@@ -303,3 +303,31 @@ def test_manifest_and_depfile_drive_make(tmp_path):
     assert params.stat().st_mtime_ns == before  # same content: not rewritten
     assert (tmp_path / "out" / "notes.txt").read_text() == "mine"
     assert "snnc" not in make()  # the manifest is the stamp: up to date again
+
+
+def test_options_from_a_config_file(tmp_path, monkeypatch, capsys):
+    """./snnc.toml (or [tool.snnc] in ./pyproject.toml) sets compile options; flags
+    override it; the resolved options land in the manifest; the config is an input of
+    the depfile; an unknown key is named."""
+    from conftest import EXAMPLES
+
+    monkeypatch.chdir(tmp_path)
+    model, calib = str(EXAMPLES / "mnist_cnn.onnx"), str(EXAMPLES / "mnist_calib.npz")
+    (tmp_path / "snnc.toml").write_text('norm = "max"\ntimesteps = 32\nshift-bias = true\n')
+    assert main([model, "-o", "a", "--calib", calib, "--timesteps", "16",
+                 "--depfile", "a.d"]) == 0
+    o = json.loads((tmp_path / "a" / "manifest.json").read_text())["options"]
+    assert (o["norm"], o["timesteps"], o["shift_bias"]) == ("max", 16, True)
+    assert "snnc.toml" in (tmp_path / "a.d").read_text()
+    (tmp_path / "snnc.toml").unlink()
+    (tmp_path / "pyproject.toml").write_text('[tool.snnc]\nreset = "zero"\n')
+    assert main([model, "-o", "b", "--calib", calib]) == 0
+    assert json.loads((tmp_path / "b" / "manifest.json").read_text())["options"][
+        "reset"] == "zero"
+    (tmp_path / "bad.toml").write_text('nrom = "max"\n')
+    assert main([model, "-o", "c", "--calib", calib, "--config", "bad.toml"]) == 2
+    assert "unknown option 'nrom'" in _err_line(capsys)
+    (tmp_path / "bad.toml").write_text('reset = "sideways"\n')
+    assert main([model, "-o", "c", "--calib", calib, "--config", "bad.toml"]) == 2
+    assert "'reset' must be one of" in _err_line(capsys)
+    assert not (tmp_path / "c").exists()
