@@ -107,8 +107,9 @@ def _compile_parser() -> argparse.ArgumentParser:
                    help="compile options from a TOML file (default: ./snnc.toml, else "
                    "[tool.snnc] of ./pyproject.toml); flags given here override it")
     p.add_argument("--depfile", metavar="FILE",
-                   help="also write a Make / Ninja depfile: every file of OUT depends on "
-                   "the model, its external data and --calib (for build systems)")
+                   help="also write a Make / Ninja depfile: OUT/manifest.json (rewritten "
+                   "by every compile) depends on the model, its external data, --calib and "
+                   "the config file (for build systems)")
     p.add_argument("--print-ir-after-all", action="store_true",
                    help="print the IR after every pass to stderr")
     p.add_argument("--dump-ir", metavar="DIR", help="write the IR after every pass to DIR")
@@ -481,6 +482,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     debug = "--debug" in argv
     try:
+        if argv[:1] == ["--cmake-dir"]:  # the folder of snnc.cmake, for CMAKE_MODULE_PATH
+            print(Path(__file__).resolve().parent / "cmake")
+            return 0
         if argv and _looks_like_command(argv[0]):
             raise SnncError(f"unknown command '{argv[0]}'" + _did_you_mean(argv[0]),
                             hint=f"commands: {', '.join(COMMANDS)}; to compile: snnc "

@@ -268,7 +268,7 @@ def manifest(opts: Options, inputs: list[Path], files: dict[str, bytes]) -> byte
 
 
 def depfile_text(targets: list[Path], deps: list[Path]) -> str:
-    """A Make / Ninja depfile: every target depends on every input file (spaces, '#' and
+    """A Make / Ninja depfile: the targets depend on every input file (spaces, '#' and
     '$' escaped as Make and Ninja read them)."""
     def esc(p: Path) -> str:
         return (str(p).replace("\\", "\\\\").replace(" ", "\\ ").replace("#", "\\#")
@@ -288,8 +288,9 @@ def compile_model(model_path: str | Path, out_dir: str | Path | None, *,
                   config: str | Path | None = None) -> CompileResult:
     """Compile an ONNX model into out_dir (written atomically; nothing on failure).
     progress: a progress reporter for long passes (bias calibration); depfile: also
-    write a Make / Ninja depfile (every output depends on every input file), after the
-    outputs; config: the configuration file the options came from (an input too)."""
+    write a Make / Ninja depfile, after the outputs: OUT/manifest.json (rewritten by every
+    compile: the stamp a build rule names) depends on every input file; config: the
+    configuration file the options came from (an input too)."""
     opts = options or Options()
     opts.validate()
     source = Path(model_path)
@@ -356,8 +357,8 @@ def compile_model(model_path: str | Path, out_dir: str | Path | None, *,
         if depfile is not None:
             from snnc.fsutil import write_file_atomic
 
-            write_file_atomic(depfile, depfile_text(
-                [Path(out_dir) / k for k in sorted(files)], inputs).encode())
+            write_file_atomic(depfile, depfile_text([Path(out_dir) / MANIFEST_FILE],
+                                                    inputs).encode())
     return CompileResult(graph, imported, report, files)
 
 

@@ -17,7 +17,8 @@ def write_tree_atomic(out_dir: str | Path, files: dict[str, bytes]) -> None:
     """Write `files` (relative path -> bytes) as directory out_dir, replacing a previous
     snnc output there. Nothing is left behind if anything fails."""
     out = Path(out_dir)
-    if out.exists() and (not out.is_dir() or (any(out.iterdir())
+    # a directory of empty directories is empty (build tools create an output's folders)
+    if out.exists() and (not out.is_dir() or (any(p.is_file() for p in out.rglob("*"))
                                               and not (out / MARKER).is_file())):
         raise SnncError(f"output path '{out}' exists and is not an snnc output directory",
                         hint="choose a new or empty directory")
