@@ -72,14 +72,12 @@ class Compiled:
                  ) -> dict[str, Any]:
         """The `snnc eval --json` numbers on arrays: "ann_accuracy" (onnxruntime on the
         source model) and "snn" (accuracy, spikes and SynOps per sample at every T)."""
-        from snnc.driver import evaluate
+        from snnc.driver import SOURCE_FILE, evaluate_arrays
 
-        with tempfile.TemporaryDirectory() as d:
-            self.save(d)
-            np.savez(Path(d) / "data.npz", x=np.asarray(x, np.float32),
-                     y=np.asarray(y, np.int64))
-            res = evaluate(d, Path(d) / "data.npz", list(timesteps or [self.timesteps]),
-                           batch=batch, diagnose=False)
+        model = onnx.load_from_string(self.files[SOURCE_FILE])
+        res = evaluate_arrays(self.graph, model, np.asarray(x, np.float32),
+                              np.asarray(y, np.int64), list(timesteps or [self.timesteps]),
+                              batch=batch, diagnose=False)
         keep = ("ann_accuracy", "snn", "ttfs")
         return {k: v for k, v in res.items() if k in keep}
 
@@ -94,13 +92,10 @@ class Compiled:
         """Write the C backend's sources for this network into out_dir (its `c/` files);
         returns the footprint totals. Fixed-point C needs a network compiled with
         arith="fixed"."""
-        from snnc import __version__
-        from snnc.backends import BACKENDS
+        from snnc.driver import c_backend
         from snnc.fsutil import write_tree_atomic
-        from snnc.report import format_table
 
-        backend = BACKENDS["c"](name=name, source=self.report.get("source", "model.onnx"),
-                                version=__version__, format_table=format_table)
+        backend = c_backend(name, self.report.get("source", "model.onnx"))
         files = backend.emit(self.graph)
         write_tree_atomic(out_dir, {k.split("/", 1)[1]: v for k, v in files.items()})
         return backend.footprint_totals
@@ -112,8 +107,6 @@ class Compiled:
         from snnc.backends.place import PlaceBackend
         from snnc.report import format_table
 
-        if self.graph.meta.get("coding") == "ttfs":
-            raise SnncError("the place backend does not take temporally coded networks yet")
         backend = PlaceBackend(target, rates=rates, seed=seed, format_table=format_table)
         self.files = {k: v for k, v in self.files.items() if not k.startswith("place/")}
         self.files.update(backend.emit(self.graph))
@@ -135,8 +128,6 @@ def compile_model(model: str | Path | onnx.ModelProto, out_dir: str | Path | Non
     if bad:
         raise SnncError(f"unknown option(s) {', '.join(bad)}",
                         hint=f"options: {', '.join(sorted(known))}")
-    if "backends" in options:
-        options["backends"] = tuple(dict.fromkeys(["sim", *options["backends"]]))
     opts = Options(**options)
     with tempfile.TemporaryDirectory() as d:
         path = Path(d) / "model.onnx"

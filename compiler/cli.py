@@ -284,12 +284,11 @@ def _cmd_compile(a: argparse.Namespace) -> int:
 
 
 def _backends(text: str) -> tuple[str, ...]:
-    """--backend LIST -> Options.backends: sim first (always emitted: `snnc eval OUT`
-    reads it), then the others in the order given. C backend (issue 4)."""
-    names = [b.strip() for b in text.split(",") if b.strip()]
+    """--backend LIST -> Options.backends (which puts sim first). C backend (issue 4)."""
+    names = tuple(b.strip() for b in text.split(",") if b.strip())
     if not names:
         raise SnncError("--backend needs at least one name, e.g. --backend c")
-    return tuple(dict.fromkeys(["sim", *names]))
+    return names
 
 
 def _cmd_check(a: argparse.Namespace) -> int:
@@ -325,10 +324,11 @@ def _cmd_check(a: argparse.Namespace) -> int:
 
 
 def _cmd_eval(a: argparse.Namespace) -> int:
-    from snnc.driver import evaluate, load
+    from snnc.driver import evaluate
+    from snnc.ir.serialize import load_meta
     from snnc.report import format_table
 
-    meta = load(a.out).meta
+    meta = load_meta(a.out)  # the weights are read once, by evaluate
     if a.timesteps is None:
         steps = [int(meta.get("timesteps", 64))]
     else:
@@ -496,8 +496,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             return {"check": _cmd_check, "eval": _cmd_eval, "sweep": _cmd_sweep,
                     "place": _cmd_place}[argv[0]](a)
         parser = _compile_parser()
-        a0, _ = parser.parse_known_args(argv) if "--config" in argv else (None, None)
-        config = _find_config(None if a0 is None else a0.config)
+        config = _find_config(parser.parse_known_args(argv)[0].config)
         if config is not None:
             parser.set_defaults(**_config_defaults(parser, config))
         a = parser.parse_args(argv)

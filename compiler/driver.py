@@ -91,20 +91,24 @@ class Options:
         fit = self.fit_steps()
         return self.timesteps if fit is None else fit[0] + fit[1]
 
-    #: rate-coding settings that do not apply to temporal coding, as (flag, default)
-    RATE_ONLY = (("norm", "--norm", "percentile:99.9"), ("shift_bias", "--shift-bias", False),
-                 ("calibrate_bias", "--calibrate-bias", False), ("fit", "--fit", None),
-                 ("reset", "--reset", "subtract"), ("v_init", "--v-init", 0.0),
-                 ("input_coding", "--input-coding", "analog"),
-                 ("readout", "--readout", "membrane"), ("arith", "--arith", "float"),
-                 ("timesteps", "--timesteps", 64))
+    #: rate-coding settings that do not apply to temporal coding
+    RATE_ONLY = ("norm", "shift_bias", "calibrate_bias", "fit", "reset", "v_init",
+                 "input_coding", "readout", "arith", "timesteps")
+
+    def __post_init__(self) -> None:
+        # sim first, always: `snnc eval OUT` reads it
+        self.backends = tuple(dict.fromkeys(["sim", *self.backends]))
+
+    def is_default(self, name: str) -> bool:
+        return getattr(self, name) == self.__dataclass_fields__[name].default
 
     def validate(self) -> None:
         if self.coding not in ("rate", "ttfs"):
             raise SnncError(f"unknown coding '{self.coding}'", hint="use rate or ttfs")
         if self.coding == "ttfs":
-            for field_, flag, default in self.RATE_ONLY:
-                if getattr(self, field_) != default:
+            for name in self.RATE_ONLY:
+                if not self.is_default(name):
+                    flag = "--" + name.replace("_", "-")
                     raise SnncError(f"{flag} does not apply to --coding ttfs",
                                     hint="temporal coding schedules its own length and "
                                          "thresholds; drop the flag, or use --coding rate")
@@ -114,7 +118,7 @@ class Options:
                                     "networks yet", hint="use --backend sim with --coding ttfs")
             if not self.leak > 0:
                 raise SnncError(f"--leak must be > 0, got {self.leak}")
-        elif self.leak != 5.0 or self.spike_time != "round":
+        elif not (self.is_default("leak") and self.is_default("spike_time")):
             raise SnncError("--leak and --spike-time apply to --coding ttfs only")
         if self.spike_time not in ("round", "ceil"):
             raise SnncError(f"unknown spike timing '{self.spike_time}'",
@@ -224,13 +228,19 @@ def _gate_leak(graph: Graph, opts: Options) -> float | None:
                         "coding cannot express", node=gates[0].origin,
                         hint="compile it with --coding ttfs")
     leak = gates[0].leak
-    if opts.leak not in (5.0, leak):
+    if not opts.is_default("leak") and opts.leak != leak:
         raise SnncError(f"--leak {opts.leak:g} differs from the L = {leak:g} the network was "
                         "retrained with", node=gates[0].origin, hint="drop --leak")
-    if opts.spike_time != "round":
+    if not opts.is_default("spike_time"):
         raise SnncError("--spike-time does not apply to a network retrained with G(x): its "
                         "spike times are the gates' ceil", hint="drop --spike-time")
     return leak
+
+
+def c_backend(name: str, source: str) -> Any:
+    """The C backend for a network named `name` compiled from the model file `source`."""
+    return BACKENDS["c"](name=name, source=source, version=__version__,
+                         format_table=format_table)
 
 
 def input_files(model_path: Path, model: onnx.ModelProto, calib: Path | None) -> list[Path]:
@@ -332,8 +342,7 @@ def compile_model(model_path: str | Path, out_dir: str | Path | None, *,
     for b in opts.backends:
         # C backend (issue 4): the C backend is named after the model
         if b == "c":
-            backend = BACKENDS[b](name=opts.c_name or source.stem, source=source.name,
-                                  version=__version__, format_table=format_table)
+            backend = c_backend(opts.c_name or source.stem, source.name)
         elif b == "place":
             backend = BACKENDS[b](opts.target, rates=place_rates(graph, calib_x),
                                   seed=opts.place_seed, format_table=format_table)
@@ -385,16 +394,14 @@ def place(out_dir: str | Path, target: str, *, calib: str | Path | None = None,
           seed: int = 0) -> dict[str, Any]:
     """Place an already compiled network (OUT) on another target: OUT/place/ is replaced
     (atomically); the rest of OUT is untouched. Returns the summary and the text."""
-    from snnc.backends.place import PlaceBackend
+    from snnc.backends.place import PlaceBackend, placeable
     from snnc.fsutil import write_subdir_atomic
 
     out = Path(out_dir)
     graph = load_graph(out)
     if "spiking" not in graph.facts:
         raise SnncError(f"'{out}' holds no spiking network")
-    if graph.meta.get("coding") == "ttfs":
-        raise SnncError("the place backend does not take temporally coded networks yet",
-                        hint="compile with --coding rate to place the network")
+    placeable(graph)  # before simulating calibration rates
     calib_x = None
     if calib is not None:
         calib_x, _ = load_npz(calib, graph.shape(graph.inputs[0]), need_labels=False,
@@ -444,7 +451,6 @@ def evaluate(out_dir: str | Path, data: str | Path, timesteps: list[int], *,
     """Simulate a compiled network on labelled data: the `snnc eval` JSON contract
     ("ann_accuracy", "snn") plus, with `diagnose`, the per-layer diagnostics
     (compiler/diagnostics.py) under "diagnostics"."""
-    table = cost_table(costs) if diagnose else None
     out = Path(out_dir)
     graph = load_graph(out)
     if "spiking" not in graph.facts:
@@ -458,7 +464,16 @@ def evaluate(out_dir: str | Path, data: str | Path, timesteps: list[int], *,
     if not source.is_file():
         raise SnncError(f"'{out}' has no copy of the source model ({SOURCE_FILE})",
                         hint="recompile the model")
-    model = load_model(source)
+    return evaluate_arrays(graph, load_model(source), x, y, timesteps, batch=batch,
+                           progress=progress, diagnose=diagnose, costs=costs)
+
+
+def evaluate_arrays(graph: Graph, model: onnx.ModelProto, x: np.ndarray, y: np.ndarray,
+                    timesteps: list[int], *, batch: int = 100,
+                    progress: Progress | None = None, diagnose: bool = True,
+                    costs: str = "horowitz45nm") -> dict[str, Any]:
+    """evaluate() on a spiking graph, its source model and labelled arrays in memory."""
+    table = cost_table(costs) if diagnose else None
     ann = ann_accuracy(model, x, y, batch)
     steps = sorted(set(timesteps))
     if graph.meta.get("coding") == "ttfs":

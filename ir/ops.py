@@ -107,6 +107,12 @@ class _Windowed:
             outs.append(o)
         return outs[0], outs[1]
 
+    def pool_window(self) -> dict[str, Any]:
+        """A pooling op's window attributes, to build another pool over the same windows
+        (a max-pool lowered to a spiking or a temporal one)."""
+        return {k: getattr(self, k) for k in ("kernel", "strides", "pads", "dilations",
+                                              "ceil_mode")}
+
 
 # ================================ ANN-level ops ===========================================
 @dataclass(frozen=True)

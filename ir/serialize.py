@@ -113,12 +113,28 @@ def graph_files(graph: Graph) -> dict[str, bytes]:
             PARAMS_FILE: npz_bytes({p: graph.params[p] for p in used})}
 
 
-def load_graph(directory: str | Path) -> Graph:
-    d = Path(directory)
+def _graph_files(d: Path) -> tuple[Path, Path]:
     gfile, pfile = d / GRAPH_FILE, d / PARAMS_FILE
     if not gfile.is_file() or not pfile.is_file():
         raise SnncError(f"'{d}' is not an snnc output directory (no {GRAPH_FILE} / "
                         f"{PARAMS_FILE})", hint="compile a model first: snnc MODEL.onnx -o DIR")
+    return gfile, pfile
+
+
+def load_meta(directory: str | Path) -> dict[str, Any]:
+    """The graph's meta (timesteps, coding, ...) of an output directory, without reading
+    its weights."""
+    d = Path(directory)
+    gfile, _ = _graph_files(d)
+    try:
+        return dict(json.loads(gfile.read_text()).get("meta", {}))
+    except (ValueError, OSError) as e:
+        raise SnncError(f"cannot read the IR in '{d}': {e}") from None
+
+
+def load_graph(directory: str | Path) -> Graph:
+    d = Path(directory)
+    gfile, pfile = _graph_files(d)
     try:
         meta = json.loads(gfile.read_text())
         with np.load(pfile, allow_pickle=False) as z:

@@ -90,10 +90,8 @@ class ConvertToSnn(Pass):
                                    hint="make a ReLU (or Clip(0, hi)) the op right before "
                                         "the max-pool, e.g. BatchNorm before the ReLU, not "
                                         "after it")
-                ops.append(O.SpikeMaxPool(name=op.name, out=op.out, origin=op.origin,
-                                          x=op.x, kernel=op.kernel, strides=op.strides,
-                                          pads=op.pads, dilations=op.dilations,
-                                          ceil_mode=op.ceil_mode))
+                ops.append(O.SpikeMaxPool(name=op.name, out=op.out, origin=op.origin, x=op.x,
+                                          **op.pool_window()))
                 spikes.add(op.out)
             elif isinstance(op, O.Softmax):
                 final = op.out in g.outputs and not users.get(op.out)

@@ -229,10 +229,8 @@ class ConvertToTtfs(Pass):
                     raise op.error("a max-pool of values that are not spikes has no "
                                    "temporally coded equivalent",
                                    hint="make a ReLU the op right before the max-pool")
-                ops.append(O.TTFSMaxPool(name=op.name, out=op.out, origin=op.origin,
-                                         x=op.x, kernel=op.kernel, strides=op.strides,
-                                         pads=op.pads, dilations=op.dilations,
-                                         ceil_mode=op.ceil_mode))
+                ops.append(O.TTFSMaxPool(name=op.name, out=op.out, origin=op.origin, x=op.x,
+                                         **op.pool_window()))
                 spikes.add(op.out)
             elif isinstance(op, O.Softmax):
                 if op.out not in g.outputs or users.get(op.out):

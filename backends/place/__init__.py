@@ -24,7 +24,7 @@ from snnc.passes.quantize import Quantize
 
 OUT_DIR = "place"
 
-__all__ = ["PlaceBackend", "load_target", "preset_names", "spike_rates"]
+__all__ = ["PlaceBackend", "load_target", "placeable", "preset_names", "spike_rates"]
 
 
 def spike_rates(model: netmodel.NetModel, counts: dict[str, np.ndarray], steps: int,
@@ -56,6 +56,13 @@ def spike_rates(model: netmodel.NetModel, counts: dict[str, np.ndarray], steps: 
     return rates
 
 
+def placeable(graph: Graph) -> None:
+    """Refuse a graph this backend cannot place (before any work on it)."""
+    if graph.meta.get("coding") == "ttfs":
+        raise SnncError("the place backend does not take temporally coded networks yet",
+                        hint="compile with --coding rate to place the network")
+
+
 class PlaceBackend:
     """Writes OUT/place/ (see the module docstring). rates: spikes per neuron per step of
     every population (spike_rates), or None for 1 per step; format_table: the
@@ -74,6 +81,7 @@ class PlaceBackend:
         self.text = ""
 
     def emit(self, graph: Graph) -> dict[str, bytes]:
+        placeable(graph)
         t = self.target
         model = netmodel.build(graph)
         if not model.populations:
