@@ -1,9 +1,9 @@
 """snnc: an ONNX-to-spiking-neural-network compiler.
 
-Public API (compiler/api.py; the CLI does the same through snnc.driver):
+Public API (compiler/api.py; the `snnc` command is a thin layer over it):
     compile_model(model, out_dir=None, *, calib=None, **options) -> Compiled
     load(out_dir)                                                  -> Compiled
-Compiled: .simulate(x, timesteps), .evaluate(x, y, timesteps), .save(dir),
+Compiled: .simulate(x, timesteps), .evaluate(x, y, timesteps), .save(dir), .emit_nir(path),
 .emit_c(dir), .place(target), .graph, .report.
 """
 from snnc.ir.errors import SnncError

@@ -8,8 +8,10 @@
     net.emit_c("out_c/")                        # the C backend's sources
     net = snnc.load("out/")                     # any snnc output directory
 
-The CLI does the same through snnc.driver; options are the fields of
-snnc.driver.Options (the CLI flags with '-' as '_': norm, timesteps, coding, leak, ...).
+The `snnc` command is a thin layer over these calls (a compile is compile_model with an
+Options built from the flags); options are the fields of snnc.driver.Options (the CLI
+flags with '-' as '_': norm, timesteps, coding, leak, pipeline, ...), from the CLI, a
+config file or keywords alike.
 """
 from __future__ import annotations
 
@@ -17,12 +19,14 @@ import tempfile
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, TextIO
 
 import numpy as np
 import onnx
+from snnc.driver import Options
 from snnc.ir.errors import SnncError
 from snnc.ir.graph import Graph
+from snnc.passes.base import Progress
 
 
 @dataclass
@@ -114,21 +118,31 @@ class Compiled:
 
 
 def compile_model(model: str | Path | onnx.ModelProto, out_dir: str | Path | None = None,
-                  *, calib: str | Path | np.ndarray | None = None, **options: Any
-                  ) -> Compiled:
-    """Compile an ONNX model (a path or a ModelProto) with the given options (the fields
-    of snnc.driver.Options, e.g. norm="max", timesteps=32, coding="ttfs", backends=("c",));
-    calib: a .npz path or an array of calibration inputs (N, ...). With out_dir, the
-    output directory is written too."""
-    from snnc.driver import Options
+                  *, calib: str | Path | np.ndarray | None = None,
+                  options: Options | None = None, depfile: str | Path | None = None,
+                  config: str | Path | None = None, progress: Progress | None = None,
+                  print_ir_after_all: TextIO | None = None,
+                  dump_ir: str | Path | None = None,
+                  timings: dict[str, float] | None = None, **kwargs: Any) -> Compiled:
+    """Compile an ONNX model (a path or a ModelProto) with the given options: the fields
+    of snnc.driver.Options as keywords (e.g. norm="max", timesteps=32, coding="ttfs",
+    backends=("c",), pipeline="fold-batchnorm,...") or one Options object; calib: a .npz
+    path or an array of calibration inputs (N, ...). With out_dir, the output directory
+    is written too (atomically). The `snnc MODEL -o OUT` command is this call; its other
+    flags are the remaining keywords: depfile (a Make/Ninja depfile naming the inputs),
+    config (the config file the options came from, an input), progress, print_ir_after_all
+    (a stream), dump_ir (a folder), timings (a dict filled with seconds per pass)."""
     from snnc.driver import compile_model as _compile
 
-    known = set(Options.__dataclass_fields__)
-    bad = sorted(set(options) - known)
-    if bad:
-        raise SnncError(f"unknown option(s) {', '.join(bad)}",
-                        hint=f"options: {', '.join(sorted(known))}")
-    opts = Options(**options)
+    if options is not None and kwargs:
+        raise SnncError("give the options either as an Options object or as keywords")
+    if options is None:
+        known = set(Options.__dataclass_fields__)
+        bad = sorted(set(kwargs) - known)
+        if bad:
+            raise SnncError(f"unknown option(s) {', '.join(bad)}",
+                            hint=f"options: {', '.join(sorted(known))}")
+        options = Options(**kwargs)
     with tempfile.TemporaryDirectory() as d:
         path = Path(d) / "model.onnx"
         if isinstance(model, onnx.ModelProto):
@@ -139,7 +153,10 @@ def compile_model(model: str | Path | onnx.ModelProto, out_dir: str | Path | Non
         if isinstance(calib, np.ndarray):
             calib_path = Path(d) / "calib.npz"
             np.savez(calib_path, x=calib.astype(np.float32))
-        res = _compile(path, out_dir, calib=calib_path, options=opts)
+        res = _compile(path, out_dir, calib=calib_path, options=options, depfile=depfile,
+                       config=config, progress=progress,
+                       print_ir_after_all=print_ir_after_all, dump_ir=dump_ir,
+                       timings=timings)
     return Compiled(res.graph, res.report, res.files)
 
 

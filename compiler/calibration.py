@@ -1,10 +1,12 @@
-"""Calibration activations computed by onnxruntime on the source model."""
+"""Calibration activations: onnxruntime on the source model (OnnxCalibration), or the IR
+interpreter on an IR graph (IrCalibration, for snnc opt)."""
 from __future__ import annotations
 
 import numpy as np
 import onnx
 import onnxruntime as ort
 from snnc.ir.errors import SnncError
+from snnc.ir.graph import Graph
 
 
 def ort_session(model: onnx.ModelProto) -> ort.InferenceSession:
@@ -62,6 +64,34 @@ class OnnxCalibration:
             for _, outs in ort_batches(sess, self.x, missing, self.batch):
                 for n, a in zip(missing, outs):
                     parts[n].append(a)
+            for n in missing:
+                self._cache[n] = np.concatenate(parts[n])
+        return {n: self._cache[n] for n in names if n in self._cache}
+
+
+class IrCalibration:
+    """ANN activations of named values of an IR graph (for `snnc opt` on a text IR that has
+    no ONNX model beside it): the IR interpreter on an ANN-level graph, the ANN view (the
+    values the spikes code) of a spiking one; the same numbers as OnnxCalibration up to
+    float rounding, since the IR's meaning is the ONNX model's."""
+
+    def __init__(self, graph: Graph, x: np.ndarray, batch: int = 100):
+        self.graph, self.x, self.batch = graph, x, batch
+        self._cache: dict[str, np.ndarray] = {}
+
+    def activations(self, names: list[str]) -> dict[str, np.ndarray]:
+        from snnc.backends.sim import interpret, network
+
+        missing = [n for n in names if n not in self._cache and n in self.graph.values]
+        if missing:
+            parts: dict[str, list[np.ndarray]] = {n: [] for n in missing}
+            for i in range(0, len(self.x), self.batch):
+                xb = self.x[i:i + self.batch]
+                res = (network(self.graph).run_rates(xb, missing)
+                       if "spiking" in self.graph.facts else
+                       interpret(self.graph, {self.graph.inputs[0]: xb}, missing))
+                for n in missing:
+                    parts[n].append(res[n])
             for n in missing:
                 self._cache[n] = np.concatenate(parts[n])
         return {n: self._cache[n] for n in names if n in self._cache}

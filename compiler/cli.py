@@ -21,7 +21,7 @@ from pathlib import Path
 from snnc import __version__
 from snnc.ir.errors import SnncError
 
-COMMANDS = ("check", "eval", "sweep", "place")
+COMMANDS = ("check", "eval", "sweep", "place", "opt")
 
 
 @contextlib.contextmanager
@@ -103,6 +103,11 @@ def _compile_parser() -> argparse.ArgumentParser:
                    "target description file")
     p.add_argument("--place-seed", type=int, default=0, metavar="S",
                    help="place backend: seed of the placement optimizer (default 0)")
+    p.add_argument("--pipeline", metavar="PASSES",
+                   help="run exactly these passes instead of the ones the conversion flags "
+                   "choose, e.g. \"fold-batchnorm,fold-affine,relu-before-maxpool,"
+                   "normalize{method=channel:99.9},convert-to-snn{reset=zero}\" (report.json "
+                   "shows the pipeline any compile ran; 'snnc opt --list-passes' lists them)")
     p.add_argument("--config", metavar="FILE",
                    help="compile options from a TOML file (default: ./snnc.toml, else "
                    "[tool.snnc] of ./pyproject.toml); flags given here override it")
@@ -144,6 +149,9 @@ def _eval_parser() -> argparse.ArgumentParser:
     p.add_argument("--cost-table", default="horowitz45nm", metavar="NAME|FILE.json",
                    help="energy cost table: horowitz45nm (default), horowitz45nm-int8, or "
                    "a JSON file with synop_pJ, neuron_update_pJ, mac_pJ, source")
+    p.add_argument("--no-report", action="store_true",
+                   help="do not re-render OUT/report.html with these results (by default "
+                   "it gains the accuracy curve, rates, SynOps and energy)")
     p.add_argument("--no-diagnostics", action="store_true",
                    help="only accuracy, spikes and SynOps (faster)")
     p.add_argument("--batch", type=int, default=100)
@@ -191,6 +199,102 @@ def _place_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=0, help="seed of the placement optimizer")
     p.add_argument("--debug", action="store_true", help="show tracebacks")
     return p
+
+
+def _opt_parser() -> argparse.ArgumentParser:
+    p = _Parser(prog="snnc opt", description="Run a pass pipeline on a text IR (.snnir) and "
+                "print the result (like mlir-opt): 'snnc opt in.snnir --pipeline "
+                "\"fold-batchnorm,normalize{method=max}\" -o out.snnir'. Weights are read "
+                "inline from the file or from --params, and written inline.")
+    p.add_argument("input", nargs="?", help="the text IR (.snnir), - for stdin, or an "
+                   "ONNX model (.onnx: its imported IR)")
+    p.add_argument("--pipeline", default="", metavar="PASSES",
+                   help="comma-separated passes with options, e.g. "
+                   "fold-batchnorm,normalize{method=channel:99.9},convert-to-snn{reset=zero}"
+                   " (default: none, only parse, verify and print)")
+    p.add_argument("-o", "--output", metavar="OUT.snnir", help="output file (default stdout)")
+    p.add_argument("--params", metavar="PARAMS.npz",
+                   help="weights of the params the text declares without values")
+    p.add_argument("--params-out", metavar="PARAMS.npz",
+                   help="write the weights here and the text with shapes only")
+    p.add_argument("--calib", metavar="CALIB.npz",
+                   help="calibration inputs x for the passes that need data (normalize, "
+                   "calibrate-bias, the TTFS schedule); activations from the IR interpreter")
+    p.add_argument("--print-ir-after-all", action="store_true",
+                   help="print the IR after every pass to stderr")
+    p.add_argument("--time-passes", action="store_true", help="print time spent per pass")
+    p.add_argument("--list-passes", action="store_true",
+                   help="list the passes with their options and exit")
+    p.add_argument("--debug", action="store_true", help="show tracebacks")
+    return p
+
+
+def _cmd_opt(a: argparse.Namespace) -> int:
+    from snnc.driver import opt
+    from snnc.fsutil import check_writable, write_file_atomic
+    from snnc.ir.text import print_graph
+
+    if a.list_passes:
+        print(_list_passes())
+        return 0
+    if a.input is None:
+        raise SnncError("snnc opt needs an input IR file (or - for stdin) (see "
+                        "'snnc opt --help')")
+    for flag, path in (("-o", a.output), ("--params-out", a.params_out)):
+        if path is not None:
+            check_writable(path, what=flag)
+    text, model = None, None
+    if a.input == "-":
+        text = sys.stdin.read()
+    elif a.input.endswith(".onnx"):
+        model = a.input
+    else:
+        src = Path(a.input)
+        if not src.is_file():
+            raise SnncError(f"IR file '{src}' does not exist" if not src.exists() else
+                            f"'{src}' is not a file", hint="give a .snnir text IR "
+                            "(an snnc output holds one: OUT/model.snnir, shapes only; "
+                            "pair it with --params OUT/params.npz)")
+        try:
+            text = src.read_text(encoding="utf-8")
+        except (OSError, UnicodeDecodeError) as e:
+            raise SnncError(f"cannot read '{src}': {e}") from None
+    timings: dict[str, float] = {}
+    graph = opt(text, a.pipeline, model=model, params=a.params, calib=a.calib,
+                print_ir_after_all=sys.stderr if a.print_ir_after_all else None,
+                timings=timings, progress=_tty_progress)
+    out = print_graph(graph, weights=a.params_out is None)
+    if a.params_out is not None:
+        import io
+
+        import numpy as np
+
+        buf = io.BytesIO()
+        used = sorted({p for op in graph.ops for p in op.param_names()})
+        np.savez(buf, **{p: graph.params[p] for p in used})
+        write_file_atomic(a.params_out, buf.getvalue())
+    if a.output is None:
+        sys.stdout.write(out)
+    else:
+        write_file_atomic(a.output, out.encode())
+    if a.time_passes:
+        for name, t in timings.items():
+            print(f"snnc: {name}: {t * 1000:.1f} ms", file=sys.stderr)
+    return 0
+
+
+def _list_passes() -> str:
+    import dataclasses
+
+    from snnc.passes import PASSES
+
+    lines = []
+    for name in sorted(PASSES):
+        cls = PASSES[name]
+        opts = ", ".join(f"{f.name}={f.default}" for f in dataclasses.fields(cls))
+        doc = (cls.__doc__ or "").strip().splitlines()[0]
+        lines.append(f"{name}{'{' + opts + '}' if opts else ''}\n    {doc}")
+    return "\n".join(lines)
 
 
 def _cmd_place(a: argparse.Namespace) -> int:
@@ -248,7 +352,8 @@ def _parse_steps(text: str) -> list[int]:
 
 
 def _cmd_compile(a: argparse.Namespace) -> int:
-    from snnc.driver import Options, compile_model
+    from snnc.api import compile_model
+    from snnc.driver import Options
 
     opts = Options(norm=a.norm, reset=a.reset, timesteps=a.timesteps,
                    input_coding=a.input_coding, seed=a.seed, readout=a.readout,
@@ -256,7 +361,7 @@ def _cmd_compile(a: argparse.Namespace) -> int:
                    calibrate_bias=a.calibrate_bias,
                    backends=_backends(a.backend), arith=a.arith, c_name=a.c_name,
                    target=a.target, place_seed=a.place_seed, coding=a.coding,
-                   leak=a.leak, spike_time=a.spike_time)
+                   leak=a.leak, spike_time=a.spike_time, pipeline=a.pipeline)
     timings: dict[str, float] = {}
     res = compile_model(a.model, a.output, calib=a.calib, options=opts,
                         print_ir_after_all=sys.stderr if a.print_ir_after_all else None,
@@ -393,9 +498,16 @@ def _cmd_eval(a: argparse.Namespace) -> int:
             write_file_atomic(a.diagnostics,
                               (json.dumps(diag, indent=1) + "\n").encode())
     if a.json:
-        payload = {"ann_accuracy": res["ann_accuracy"], "snn": res["snn"],
-                   **({"ttfs": res["ttfs"]} if "ttfs" in res else {})}
-        write_file_atomic(a.json, (json.dumps(payload, indent=1) + "\n").encode())
+        from snnc.driver import eval_payload
+
+        write_file_atomic(a.json, (json.dumps(eval_payload(res), indent=1) + "\n").encode())
+    if not a.no_report:
+        from snnc.driver import write_html_report
+
+        try:
+            print(f"report: {write_html_report(a.out, res)}")
+        except SnncError as e:  # a read-only OUT: the numbers above are the result
+            print(f"snnc: note: could not update the HTML report: {e}", file=sys.stderr)
     return 0
 
 
@@ -491,10 +603,11 @@ def main(argv: Sequence[str] | None = None) -> int:
                                  "MODEL.onnx -o OUT (see 'snnc --help')")
         if argv and argv[0] in COMMANDS:
             parser = {"check": _check_parser, "eval": _eval_parser,
-                      "sweep": _sweep_parser, "place": _place_parser}[argv[0]]()
+                      "sweep": _sweep_parser, "place": _place_parser,
+                      "opt": _opt_parser}[argv[0]]()
             a = parser.parse_args(argv[1:])
             return {"check": _cmd_check, "eval": _cmd_eval, "sweep": _cmd_sweep,
-                    "place": _cmd_place}[argv[0]](a)
+                    "place": _cmd_place, "opt": _cmd_opt}[argv[0]](a)
         parser = _compile_parser()
         config = _find_config(parser.parse_known_args(argv)[0].config)
         if config is not None:

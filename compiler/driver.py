@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import contextlib
 import io
+import json
 import math
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -10,11 +11,11 @@ from typing import Any
 
 import numpy as np
 import onnx
-from snnc import __version__
+from snnc import __version__, html_report
 from snnc.backends import BACKENDS
 from snnc.backends.place.targets import load_target, preset_names
 from snnc.backends.sim import Simulator, accelerated, cpus, describe, network, runtime
-from snnc.calibration import OnnxCalibration, ort_batches, ort_session
+from snnc.calibration import IrCalibration, OnnxCalibration, ort_batches, ort_session
 from snnc.data import load_npz
 from snnc.diagnostics import Diagnostics, cost_table, energy, verdicts
 from snnc.frontend import ImportResult, import_model, load_model
@@ -22,17 +23,34 @@ from snnc.fsutil import write_tree_atomic
 from snnc.ir.errors import SnncError
 from snnc.ir.graph import Graph
 from snnc.ir.serialize import dumps_json, load_graph
-from snnc.ir.text import print_graph
-from snnc.passes import PassContext
+from snnc.ir.text import parse_graph, print_graph
+from snnc.passes import (
+    CalibrateBias,
+    ConvertToSnn,
+    ConvertToTtfs,
+    FiniteInput,
+    FoldAffine,
+    FoldBatchNorm,
+    NegateWeights,
+    Normalize,
+    OffsetCompensation,
+    Pass,
+    PassContext,
+    Quantize,
+    ReluBeforeMaxPool,
+    ShiftBias,
+    TtfsSchedule,
+)
 from snnc.passes.base import Progress
 from snnc.passes.normalize import parse_method
-from snnc.passmanager import parse_pipeline, run_passes
+from snnc.passmanager import parse_pipeline, pipeline_spec, run_passes
 from snnc.report import format_table, layer_table
 
 SOURCE_FILE = "source.onnx"
 MANIFEST_FILE = "manifest.json"
 REPORT_FILE = "report.json"
 IR_TEXT_FILE = "model.snnir"
+HTML_REPORT_FILE = "report.html"
 
 
 @dataclass
@@ -71,6 +89,9 @@ class Options:
     target: str | None = None
     #: place backend: the seed of the placement optimizer
     place_seed: int = 0
+    #: an explicit pass pipeline (--pipeline) instead of the one the options above build;
+    #: the conversion options must then stay at their defaults
+    pipeline: str | None = None
 
     def fit_steps(self) -> tuple[int, int] | None:
         """(T1, T2) of --fit, or None."""
@@ -91,6 +112,11 @@ class Options:
         fit = self.fit_steps()
         return self.timesteps if fit is None else fit[0] + fit[1]
 
+    #: the settings that only choose passes: an explicit pipeline replaces them all
+    PIPELINE_ONLY = ("norm", "reset", "input_coding", "seed", "readout", "v_init",
+                     "shift_bias", "fit", "calibrate_bias", "arith", "coding", "leak",
+                     "spike_time", "ttfs_range")
+
     #: rate-coding settings that do not apply to temporal coding
     RATE_ONLY = ("norm", "shift_bias", "calibrate_bias", "fit", "reset", "v_init",
                  "input_coding", "readout", "arith", "timesteps")
@@ -102,16 +128,25 @@ class Options:
     def is_default(self, name: str) -> bool:
         return getattr(self, name) == self.__dataclass_fields__[name].default
 
+    def _refuse_given(self, names: tuple[str, ...], message: str, hint: str) -> None:
+        """A SnncError naming the first of `names` set away from its default."""
+        for name in names:
+            if not self.is_default(name):
+                flag = "--" + name.replace("_", "-")
+                raise SnncError(message.format(flag=flag), hint=hint)
+
     def validate(self) -> None:
+        if self.pipeline is not None:
+            self._refuse_given(self.PIPELINE_ONLY, "{flag} and --pipeline both choose passes",
+                               "give the pass its option inside the pipeline (e.g. "
+                               "normalize{method=max}), or drop --pipeline")
+            parse_pipeline(self.pipeline)
         if self.coding not in ("rate", "ttfs"):
             raise SnncError(f"unknown coding '{self.coding}'", hint="use rate or ttfs")
         if self.coding == "ttfs":
-            for name in self.RATE_ONLY:
-                if not self.is_default(name):
-                    flag = "--" + name.replace("_", "-")
-                    raise SnncError(f"{flag} does not apply to --coding ttfs",
-                                    hint="temporal coding schedules its own length and "
-                                         "thresholds; drop the flag, or use --coding rate")
+            self._refuse_given(self.RATE_ONLY, "{flag} does not apply to --coding ttfs",
+                               "temporal coding schedules its own length and thresholds; "
+                               "drop the flag, or use --coding rate")
             for b in self.backends:
                 if b in ("c", "place"):
                     raise SnncError(f"the {b} backend does not take temporally coded "
@@ -151,33 +186,42 @@ class Options:
         if self.target and "place" in self.backends:
             load_target(self.target)  # a bad description fails before compiling
 
-    def pipeline(self, gate_leak: float | None = None) -> str:
-        """The pass pipeline of these options; gate_leak: the L of the G(x) gates of a
-        network retrained for temporal coding (converted exactly: ceil spike times, its
-        own value range, no offset compensation)."""
+    def passes(self, gate_leak: float | None = None) -> list[Pass]:
+        """The pass objects these options ask for (or the --pipeline given); gate_leak:
+        the L of the G(x) gates of a network retrained for temporal coding (converted
+        exactly: ceil spike times, its own value range, no offset compensation)."""
+        if self.pipeline is not None:
+            return parse_pipeline(self.pipeline)
+        front: list[Pass] = [FoldBatchNorm(), FoldAffine(), ReluBeforeMaxPool()]
         if gate_leak is not None:
-            return (f"fold-batchnorm,fold-affine,relu-before-maxpool,"
-                    f"convert-to-ttfs{{leak={gate_leak},timing=ceil,range=1.0,gated=True}},"
-                    f"ttfs-schedule,negate-weights")
+            return front + [ConvertToTtfs(leak=gate_leak, timing="ceil", range=1.0,
+                                          gated=True), TtfsSchedule(), NegateWeights()]
         if self.coding == "ttfs":
-            return (f"fold-batchnorm,fold-affine,relu-before-maxpool,"
-                    f"normalize{{method=percentile:99.9}},"
-                    f"convert-to-ttfs{{leak={self.leak},timing={self.spike_time},"
-                    f"range={self.ttfs_range}}},"
-                    f"offset-compensation,ttfs-schedule,negate-weights")
+            return front + [Normalize(method="percentile:99.9"),
+                            ConvertToTtfs(leak=self.leak, timing=self.spike_time,
+                                          range=self.ttfs_range),
+                            OffsetCompensation(), TtfsSchedule(), NegateWeights()]
         fit = self.fit_steps()
         # with finite input time, the rate is read over the T1 input steps, so the
         # quantization step that shift-bias centres is 1/T1
         shift_t = self.timesteps if fit is None else fit[0]
-        return (f"fold-batchnorm,fold-affine,relu-before-maxpool,"
-                f"normalize{{method={self.norm}}},"
-                + (f"shift-bias{{timesteps={shift_t}}}," if self.shift_bias else "")
-                + f"convert-to-snn{{reset={self.reset},v_init={self.v_init},"
-                f"input_coding={self.input_coding},seed={self.seed},readout={self.readout}}}"
-                + ("" if fit is None else f",finite-input{{steps={fit[0]}}}")
-                + (f",calibrate-bias{{timesteps={self.total_timesteps()}}}"
-                   if self.calibrate_bias else "")
-                + (",quantize{weight_bits=16,input_bits=8}" if self.arith == "fixed" else ""))
+        out = front + [Normalize(method=self.norm)]
+        if self.shift_bias:
+            out.append(ShiftBias(timesteps=shift_t))
+        out.append(ConvertToSnn(reset=self.reset, v_init=self.v_init,
+                                input_coding=self.input_coding, seed=self.seed,
+                                readout=self.readout))
+        if fit is not None:
+            out.append(FiniteInput(steps=fit[0]))
+        if self.calibrate_bias:
+            out.append(CalibrateBias(timesteps=self.total_timesteps()))
+        if self.arith == "fixed":
+            out.append(Quantize(weight_bits=16, input_bits=8))
+        return out
+
+    def pipeline_text(self, gate_leak: float | None = None) -> str:
+        """passes() as a pipeline string (what --pipeline takes, and the report shows)."""
+        return pipeline_spec(self.passes(gate_leak))
 
 
 @dataclass
@@ -203,14 +247,15 @@ def convert(model: onnx.ModelProto, opts: Options, *, calib_x: np.ndarray | None
         raise SnncError(f"the model has {len(graph.inputs)} inputs; snnc converts networks "
                         "with exactly one input")
     graph.meta["timesteps"] = opts.total_timesteps()
-    gate_leak = _gate_leak(graph, opts)
+    gate_leak = None if opts.pipeline is not None else _gate_leak(graph, opts)
     if calibration is None and calib_x is not None:
         calibration = OnnxCalibration(imported.model, calib_x)
     ctx = PassContext(calibration=calibration, structure_only=structure_only,
                       simulator=Simulator(threads=cpus()),
                       progress=progress)
-    ctx.notes["pipeline"] = opts.pipeline(gate_leak)
-    graph = run_passes(graph, parse_pipeline(ctx.notes["pipeline"]), ctx,
+    passes = opts.passes(gate_leak)
+    ctx.notes["pipeline"] = pipeline_spec(passes)
+    graph = run_passes(graph, passes, ctx,
                        print_ir_after_all=print_ir_after_all, dump_dir=dump_dir,
                        timings=timings)
     return imported, graph, ctx
@@ -309,6 +354,8 @@ def compile_model(model_path: str | Path, out_dir: str | Path | None, *,
     calib_x = None
     if calib is not None:
         calib_x, _ = load_npz(calib, input_shape, need_labels=False, what="calibration")
+    elif opts.pipeline is not None:
+        pass  # the passes that need data say so themselves
     elif opts.coding == "ttfs":
         raise SnncError("temporal coding needs calibration data to schedule its layers",
                         hint="pass --calib CALIB.npz (a few hundred training inputs as x)")
@@ -350,13 +397,21 @@ def compile_model(model_path: str | Path, out_dir: str | Path | None, *,
             backend = BACKENDS[b]()
         missing = backend.requires - graph.facts
         if missing:
-            raise SnncError(f"internal: backend '{b}' needs {sorted(missing)}")
+            if opts.pipeline is None:
+                raise SnncError(f"internal: backend '{b}' needs {sorted(missing)}")
+            raise SnncError(f"the pipeline '{opts.pipeline}' does not establish "
+                            f"{', '.join(sorted(missing))}, which the {b} backend needs",
+                            hint="end it with convert-to-snn (rate coding) or "
+                                 "convert-to-ttfs,...,negate-weights (temporal coding)"
+                                 + ("; quantize for fixed point" if "fixed-point" in missing
+                                    else ""))
         files.update(backend.emit(graph))
         if b == "c":  # C backend (issue 4): footprint totals in the report
             report["c_footprint"] = backend.footprint_totals
     files[IR_TEXT_FILE] = print_graph(graph).encode()
     files[SOURCE_FILE] = source.read_bytes()
     files[REPORT_FILE] = dumps_json(report)
+    files[HTML_REPORT_FILE] = html_report.render(html_report.with_outputs(report, files))
     inputs = input_files(source, model, None if calib is None else Path(calib))
     if config is not None:
         inputs.append(Path(config))
@@ -413,6 +468,49 @@ def place(out_dir: str | Path, target: str, *, calib: str | Path | None = None,
     return {"summary": backend.summary, "text": backend.text}
 
 
+def opt(text: str | None, pipeline: str, *, model: str | Path | None = None,
+        params: str | Path | None = None, calib: str | Path | None = None,
+        print_ir_after_all: io.TextIOBase | None = None,
+        timings: dict[str, float] | None = None, progress: Progress | None = None
+        ) -> Graph:
+    """`snnc opt`: run a pass pipeline on a text IR (weights inline or from a params .npz)
+    or on an ONNX model's imported IR (model=path), and return the result (like
+    mlir-opt). Calibration activations come from onnxruntime for a model, else from the
+    IR interpreter on the input graph."""
+    if model is not None:
+        imported = import_model(load_model(Path(model)))
+        graph, onnx_model = imported.graph, imported.model
+    else:
+        weights = None if params is None else _read_params(Path(params))
+        graph = parse_graph(text or "", weights, strict=True)
+    passes = parse_pipeline(pipeline)
+    calibration: OnnxCalibration | IrCalibration | None = None
+    if calib is not None:
+        if len(graph.inputs) != 1:
+            raise SnncError(f"--calib needs a graph with one input, this one has "
+                            f"{len(graph.inputs)}")
+        shape = graph.shape(graph.inputs[0])
+        x, _ = load_npz(calib, tuple(shape), need_labels=False, what="calibration")
+        calibration = (OnnxCalibration(onnx_model, x) if model is not None
+                       else IrCalibration(graph, x))
+    ctx = PassContext(calibration=calibration, simulator=Simulator(threads=cpus()),
+                      progress=progress)
+    return run_passes(graph, passes, ctx, print_ir_after_all=print_ir_after_all,
+                      timings=timings)
+
+
+def _read_params(path: Path) -> dict[str, np.ndarray]:
+    import zipfile
+
+    if not path.is_file():
+        raise SnncError(f"params file '{path}' does not exist")
+    try:
+        with np.load(path, allow_pickle=False) as z:
+            return {k: z[k] for k in z.files}
+    except (ValueError, OSError, zipfile.BadZipFile, EOFError) as e:
+        raise SnncError(f"params file '{path}' is not a readable .npz ({e})") from None
+
+
 def _input_shape(model: onnx.ModelProto) -> tuple[int, ...]:
     inits = {i.name for i in model.graph.initializer}
     for i in model.graph.input:
@@ -466,6 +564,37 @@ def evaluate(out_dir: str | Path, data: str | Path, timesteps: list[int], *,
                         hint="recompile the model")
     return evaluate_arrays(graph, load_model(source), x, y, timesteps, batch=batch,
                            progress=progress, diagnose=diagnose, costs=costs)
+
+
+def eval_payload(res: dict[str, Any]) -> dict[str, Any]:
+    """What `snnc eval --json` writes: the ANN's accuracy and the SNN's numbers per T."""
+    return {"ann_accuracy": res["ann_accuracy"], "snn": res["snn"],
+            **({"ttfs": res["ttfs"]} if "ttfs" in res else {})}
+
+
+def write_html_report(out_dir: str | Path, res: dict[str, Any]) -> Path:
+    """Re-render OUT/report.html with an evaluation (accuracy vs T, rates, SynOps, energy)
+    and keep OUT/manifest.json's hash of it true."""
+    from snnc.fsutil import write_file_atomic
+
+    out = Path(out_dir)
+    try:
+        report = json.loads((out / REPORT_FILE).read_text())
+    except (OSError, ValueError) as e:
+        raise SnncError(f"cannot read {out / REPORT_FILE}: {e}") from None
+    page = html_report.render(html_report.with_outputs(report, html_report.read_outputs(out)),
+                              eval_payload(res), res.get("diagnostics"))
+    write_file_atomic(out / HTML_REPORT_FILE, page)
+    man_path = out / MANIFEST_FILE
+    if man_path.is_file():
+        try:
+            man = json.loads(man_path.read_text())
+            man["outputs"][HTML_REPORT_FILE] = _sha256(page)
+        except (ValueError, KeyError, TypeError):
+            return out / HTML_REPORT_FILE  # not snnc's manifest: leave it alone
+        man["outputs"] = dict(sorted(man["outputs"].items()))
+        write_file_atomic(man_path, dumps_json(man))
+    return out / HTML_REPORT_FILE
 
 
 def evaluate_arrays(graph: Graph, model: onnx.ModelProto, x: np.ndarray, y: np.ndarray,
@@ -621,7 +750,7 @@ def sweep(model_path: str | Path, calib: str | Path | None, data: str | Path,
                                      "fit": opts.fit, "reset": opts.reset,
                                      "v_init": opts.v_init,
                                      "calibrate_bias": opts.calibrate_bias},
-                         "pipeline": opts.pipeline(), "snn": results})
+                         "pipeline": opts.pipeline_text(), "snn": results})
     best = []
     for t in sorted({r["timesteps"] for row in rows for r in row["snn"]}):
         cands = [(r["accuracy"], -i, row["setting"]) for i, row in enumerate(rows)

@@ -24,26 +24,59 @@ PIPELINES = {
 }
 
 
-def parse_pipeline(text: str) -> list[Pass]:
-    text = PIPELINES.get(text, text)
-    passes = []
-    for m in re.finditer(r"\s*([a-z0-9-]+)(?:\{([^}]*)\})?\s*(?:,|$)", text):
-        if not m.group(1):
+_ITEM = re.compile(r"([a-z0-9-]+)(?:\{([^{}]*)\})?")
+
+
+def split_pipeline(text: str) -> list[str]:
+    """The comma-separated items of a pipeline, commas inside {...} kept."""
+    items, depth, cur = [], 0, []
+    for ch in text:
+        if ch == "," and depth == 0:
+            items.append("".join(cur))
+            cur = []
             continue
+        depth += {"{": 1, "}": -1}.get(ch, 0)
+        cur.append(ch)
+    items.append("".join(cur))
+    return items
+
+
+def parse_pipeline(text: str) -> list[Pass]:
+    """The Pass objects of a pipeline string (or a named pipeline); anything that is not
+    `name` or `name{opt=value,...}` between commas is an error, never skipped."""
+    text = PIPELINES.get(text.strip(), text)
+    if not text.strip():  # no passes (snnc opt: parse, verify, print)
+        return []
+    passes = []
+    for item in split_pipeline(text):
+        item = item.strip()
+        m = _ITEM.fullmatch(item)
+        if not m:
+            raise SnncError(f"bad pipeline item '{item}' in '{text}'",
+                            hint="write name or name{option=value,...} separated by commas, "
+                                 "e.g. fold-batchnorm,normalize{method=max},convert-to-snn")
         name, opts = m.group(1), m.group(2)
         cls = PASSES.get(name)
         if cls is None:
-            raise SnncError(f"unknown pass '{name}'",
+            import difflib
+
+            close = difflib.get_close_matches(name, PASSES, n=1)
+            raise SnncError(f"unknown pass '{name}'"
+                            + (f" (did you mean '{close[0]}'?)" if close else ""),
                             hint=f"known passes: {', '.join(sorted(PASSES))}")
         kw: dict[str, Any] = {}
-        types = {f.name: f.type for f in dataclasses.fields(cls)}
-        for item in filter(None, (opts or "").split(",")):
-            key, _, val = item.partition("=")
-            if key not in types:
-                raise SnncError(f"pass '{name}' has no option '{key}'")
-            default = next(f.default for f in dataclasses.fields(cls) if f.name == key)
+        defaults = {f.name: f.default for f in dataclasses.fields(cls)}
+        for opt in opts.split(",") if opts and opts.strip() else []:
+            key, eq, val = opt.partition("=")
+            key, val = key.strip(), val.strip()
+            if key not in defaults:
+                known = ", ".join(defaults) or "none"
+                raise SnncError(f"pass '{name}' has no option '{key}'",
+                                hint=f"its options: {known}")
+            if not eq:
+                raise SnncError(f"pass '{name}': option '{key}' needs a value ({key}=...)")
             try:
-                kw[key] = _option_value(default, val)
+                kw[key] = _option_value(defaults[key], val)
             except ValueError:
                 raise SnncError(f"pass '{name}': bad value '{val}' for '{key}'") from None
         passes.append(cls(**kw))
@@ -78,8 +111,11 @@ def run_passes(graph: Graph, passes: list[Pass], ctx: PassContext, *,
     for i, p in enumerate(passes, start=1):
         missing = p.requires - graph.facts
         if missing:
-            raise SnncError(f"internal: pass '{p.name}' needs {sorted(missing)} established "
-                            "by an earlier pass")
+            makers = sorted({q.name for q in PASSES.values() if q.establishes & missing})
+            raise SnncError(f"pass '{p.name}' needs a graph that is "
+                            f"{' and '.join(sorted(missing))}",
+                            hint=f"run {' or '.join(makers) or 'the pass establishing it'} "
+                                 "before it in the pipeline")
         t0 = time.perf_counter()
         graph = p.run(graph, ctx)
         graph.facts = (graph.facts - p.invalidates) | p.establishes

@@ -9,8 +9,14 @@
     output %y
 
 Names are printed bare when they are plain identifiers and as JSON strings otherwise, so
-ONNX names containing anything at all survive. Weights are not printed (only their shapes);
-parse() takes the arrays separately.
+ONNX names containing anything at all survive. Weights are printed as their shapes only,
+unless asked for inline (`print_graph(g, weights=True)`, what `snnc opt` writes):
+
+    param @fc.w [2,3] float32 = [[0.5,-1.0,2.0],[0.0,0.25,1.0]]
+
+(nested JSON lists; every float32 printed with the shortest decimal that reads back to the
+same float32, NaN/Infinity as JSON extensions), so small IR files carry their weights and
+round-trip exactly. parse_graph() takes inline values, or the arrays separately.
 """
 from __future__ import annotations
 
@@ -38,12 +44,43 @@ def _lit(v: Any) -> str:
     return json.dumps(v, separators=(",", ":"))
 
 
-def print_graph(graph: Graph) -> str:
+_JSON_SPECIAL = {"nan": "NaN", "inf": "Infinity", "-inf": "-Infinity"}
+
+
+def _array_lit(a: np.ndarray) -> str:
+    """An array as nested JSON lists: each element the shortest repr of its own dtype
+    (np.float32's repr reads back to the same float32), so parsing restores it exactly."""
+    flat = a.reshape(-1)
+    if a.dtype.kind == "f":
+        items = [_JSON_SPECIAL.get(str(v), str(v)) if not np.isfinite(v) else
+                 (str(v) if a.dtype == np.float32 else repr(float(v))) for v in flat]
+    elif a.dtype.kind == "b":
+        items = ["true" if v else "false" for v in flat]
+    else:
+        items = [str(int(v)) for v in flat]
+    if a.ndim == 0:
+        return items[0]
+
+    def nest(i: int, dims: tuple[int, ...]) -> tuple[str, int]:
+        if len(dims) == 1:
+            return "[" + ",".join(items[i:i + dims[0]]) + "]", i + dims[0]
+        parts = []
+        for _ in range(dims[0]):
+            part, i = nest(i, dims[1:])
+            parts.append(part)
+        return "[" + ",".join(parts) + "]", i
+
+    return nest(0, a.shape)[0]
+
+
+def print_graph(graph: Graph, weights: bool = False) -> str:
+    """The text form; weights: print every parameter's values inline (else shapes only)."""
     lines = [f"snnir {VERSION}", f"facts {_lit(sorted(graph.facts))}",
              f"meta {json.dumps(graph.meta, sort_keys=True, separators=(',', ':'))}"]
     for p in sorted({p for op in graph.ops for p in op.param_names()}):
         a = graph.params[p]
-        lines.append(f"param {_name('@', p)} {_lit(list(a.shape))} {a.dtype}")
+        lines.append(f"param {_name('@', p)} {_lit(list(a.shape))} {a.dtype}"
+                     + (f" = {_array_lit(a)}" if weights else ""))
     for v in graph.inputs:
         val = graph.values[v]
         lines.append(f"input {_name('%', v)} {_lit(list(val.shape))} {val.dtype}")
@@ -128,11 +165,28 @@ def _attr_value(v: Any) -> Any:
     return tuple(_attr_value(x) for x in v) if isinstance(v, list) else v
 
 
-def parse_graph(text: str, params: dict[str, np.ndarray] | None = None) -> Graph:
-    """Parse the text form. Without `params`, weights are zero arrays of the declared shapes
-    (enough for structure); with them, shapes and dtypes must match the declarations."""
+def _inline_array(sc: _Scanner, shape: tuple[int, ...], dtype: str) -> np.ndarray:
+    value = sc.literal()
+    try:
+        a = np.array(value, dtype=np.dtype(dtype))
+    except (TypeError, ValueError, OverflowError):
+        raise sc.fail(f"values that are not {dtype}") from None
+    if a.size == 0 and 0 in shape:
+        a = a.reshape(shape)
+    if a.shape != shape:
+        raise sc.fail(f"values of shape {list(a.shape)} for a param declared "
+                      f"{list(shape)}")
+    return a
+
+
+def parse_graph(text: str, params: dict[str, np.ndarray] | None = None, *,
+                strict: bool = False) -> Graph:
+    """Parse the text form. Weights come from inline values, else from `params` (shapes
+    and dtypes must match the declarations), else (unless strict) are zero arrays of the
+    declared shapes (enough for structure)."""
     g = Graph()
     declared: dict[str, tuple[tuple[int, ...], str]] = {}
+    inline: dict[str, np.ndarray] = {}
     ops = []
     lines = text.splitlines()
     if not lines or lines[0].strip() != f"snnir {VERSION}":
@@ -189,7 +243,15 @@ def parse_graph(text: str, params: dict[str, np.ndarray] | None = None) -> Graph
             g.meta = sc.literal()
         elif head == "param":
             p = sc.name("@")
-            declared[p] = (tuple(sc.literal()), sc.word())
+            shape, dtype = tuple(sc.literal()), sc.word()
+            try:
+                np.dtype(dtype)
+            except TypeError:
+                raise sc.fail(f"unknown dtype '{dtype}'") from None
+            declared[p] = (shape, dtype)
+            if sc.peek("="):
+                sc.expect("=")
+                inline[p] = _inline_array(sc, shape, dtype)
         elif head == "input":
             v = sc.name("%")
             g.values[v] = Value(v, tuple(sc.literal()), sc.word())
@@ -200,11 +262,15 @@ def parse_graph(text: str, params: dict[str, np.ndarray] | None = None) -> Graph
             raise sc.fail(f"unknown statement '{head}'")
         sc.end()
     for p, (shape, dtype) in declared.items():
-        if params is None:
+        if p in inline:
+            g.params[p] = inline[p]
+        elif params is None and not strict:
             g.params[p] = np.zeros(shape, dtype=dtype)
         else:
-            if p not in params:
-                raise SnncError(f"snnir: param @{p} declared but not supplied")
+            if params is None or p not in params:
+                raise SnncError(f"snnir: param @{p} has no values",
+                                hint="give them inline (param @name [shape] dtype = "
+                                     "[...]) or in a params .npz")
             a = params[p]
             if tuple(a.shape) != shape or str(a.dtype) != dtype:
                 raise SnncError(f"snnir: param @{p} is {list(a.shape)} {a.dtype}, "

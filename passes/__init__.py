@@ -25,4 +25,6 @@ PASSES: dict[str, type[Pass]] = {
                        OffsetCompensation, TtfsSchedule, NegateWeights)
 }
 
-__all__ = ["PASSES", "Pass", "PassContext"]
+__all__ = ["PASSES", "CalibrateBias", "ConvertToSnn", "ConvertToTtfs", "FiniteInput",
+           "FoldAffine", "FoldBatchNorm", "NegateWeights", "Normalize", "OffsetCompensation",
+           "Pass", "PassContext", "Quantize", "ReluBeforeMaxPool", "ShiftBias", "TtfsSchedule"]

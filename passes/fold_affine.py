@@ -35,10 +35,11 @@ class FoldAffine(Pass):
 
     def run(self, graph: Graph, ctx: PassContext) -> Graph:
         g = graph.copy()
-        prod = g.producers()
         users = g.consumers()
         new_ops: list[O.Op] = []
         alias: dict[str, str] = {}
+        #: the new op list's index of the Conv/Dense producing each value (so that a chain
+        #: Conv -> Mul -> Add folds whole: after the Mul, the Conv produces the Mul's out)
         pos: dict[str, int] = {}
         for op in g.ops:
             op = g.remap(op, alias)
@@ -49,10 +50,8 @@ class FoldAffine(Pass):
                         and op.out not in g.outputs):
                     alias[op.out] = op.x
                     continue
-                src = prod.get(op.x)
-                if (isinstance(src, (O.Conv, O.Dense)) and src.name in pos
-                        and len(users[op.x]) == 1 and op.x not in g.outputs):
-                    src = new_ops[pos[src.name]]
+                if (op.x in pos and len(users[op.x]) == 1 and op.x not in g.outputs):
+                    src = new_ops[pos[op.x]]
                     n_out = g.params[src.weight].shape[0]
                     rank = len(g.shape(op.x))
                     s = np.ones(n_out) if sc is None else _per_out(sc, src, n_out, rank)
@@ -61,11 +60,14 @@ class FoldAffine(Pass):
                         w = g.params[src.weight].astype(np.float64)
                         w = w * s.reshape((-1,) + (1,) * (w.ndim - 1))
                         b = g.params[src.bias].astype(np.float64) if src.bias else 0.0
-                        new_ops[pos[src.name]] = g.replace(
+                        i = pos.pop(op.x)
+                        new_ops[i] = g.replace(
                             src, out=op.out, weight=g.add_param(src.weight + ".f", w),
                             bias=g.add_param((src.bias or src.weight) + ".f", b * s + t))
+                        pos[op.out] = i
                         continue
-            pos[op.name] = len(new_ops)
+            if isinstance(op, (O.Conv, O.Dense)):
+                pos[op.out] = len(new_ops)
             new_ops.append(op)
         g.outputs = [alias.get(v, v) for v in g.outputs]
         return g.rebuild(new_ops)

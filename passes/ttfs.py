@@ -196,7 +196,8 @@ class ConvertToTtfs(Pass):
                                 "ceil spike times and its own value range",
                                 hint="drop --spike-time")
         elif "normalized" not in graph.facts:
-            raise SnncError("internal: convert-to-ttfs needs a normalized graph (or gates)")
+            raise SnncError("convert-to-ttfs needs a normalized graph (or a network retrained "
+                            "with G(x) gates)", hint="run normalize before it")
         g = graph.copy()
         users = g.consumers()
         fresh = g.name_reserver()

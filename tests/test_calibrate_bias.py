@@ -11,6 +11,7 @@ from snnc.cli import main
 from snnc.driver import Options, compile_model, sweep, sweep_settings
 from snnc.ir import ops as O
 from snnc.ir.errors import SnncError
+from snnc.passes import CalibrateBias
 
 T = 6
 
@@ -75,7 +76,7 @@ def test_calibration_cancels_the_mean_rate_error(files, norm):
 def test_calibration_under_finite_input_time(files):
     g = compile_model(files / "m.onnx", None, calib=files / "c.npz",
                       options=Options(fit="3:2", calibrate_bias=True)).graph
-    assert "calibrate-bias{timesteps=5}" in Options(fit="3:2", calibrate_bias=True).pipeline()
+    assert Options(fit="3:2", calibrate_bias=True).passes()[-1] == CalibrateBias(timesteps=5)
     cur = [op for op in g.ops if isinstance(op, O.Current) and op.compensation]
     assert cur and all(op.steps == 3 for op in cur)
 

@@ -15,6 +15,7 @@ from snnc.cli import main
 from snnc.driver import Options, compile_model
 from snnc.ir import ops as O
 from snnc.ir.errors import SnncError
+from snnc.passes import FiniteInput, ShiftBias
 
 
 def _mlp(path, seed: int = 0, n_in: int = 12, hidden: int = 16, n_out: int = 5):
@@ -135,8 +136,8 @@ def test_fit_and_shift_bias_use_t1(tmp_path):
     _mlp(tmp_path / "m.onnx")
     _calib(tmp_path)
     opts = Options(fit="5:4", shift_bias=True, timesteps=100)
-    assert "shift-bias{timesteps=5}" in opts.pipeline()
-    assert opts.pipeline().endswith("finite-input{steps=5}")
+    assert ShiftBias(timesteps=5) in opts.passes()
+    assert opts.passes()[-1] == FiniteInput(steps=5)
     res = compile_model(tmp_path / "m.onnx", None, calib=tmp_path / "c.npz", options=opts)
     assert res.graph.meta["timesteps"] == 9
 

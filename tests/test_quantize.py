@@ -7,7 +7,7 @@ from conftest import EXAMPLES
 from snnc.backends.sim import network, runtime
 from snnc.driver import Options, compile_model
 from snnc.ir import ops as O
-from snnc.passes import PASSES
+from snnc.passes import PASSES, Quantize
 from snnc.passmanager import parse_pipeline
 
 
@@ -21,8 +21,8 @@ def mnist_pair():
 
 def test_pass_is_registered_and_in_the_fixed_pipeline():
     assert "quantize" in PASSES
-    assert Options(arith="fixed").pipeline().endswith(",quantize{weight_bits=16,input_bits=8}")
-    assert "quantize" not in Options().pipeline()
+    assert Options(arith="fixed").passes()[-1] == Quantize(weight_bits=16, input_bits=8)
+    assert "quantize" not in Options().pipeline_text()
     (p,) = parse_pipeline("quantize{weight_bits=8,input_bits=6}")
     assert (p.weight_bits, p.input_bits) == (8, 6)
 
