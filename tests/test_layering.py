@@ -14,6 +14,7 @@ ALLOWED = {
     "passes": ("snnc.ir", "snnc.passes"),
     "backends/sim": ("snnc.ir", "snnc.passes", "snnc.backends.sim"),
     "backends/c": ("snnc.ir", "snnc.passes", "snnc.backends.c"),
+    "backends/place": ("snnc.ir", "snnc.passes", "snnc.backends.place"),
 }
 
 
