@@ -6,6 +6,7 @@
     res = net.evaluate(x, y, timesteps=[8, 32])  # the `snnc eval --json` numbers
     net.save("out/")                            # what `snnc model.onnx -o out/` writes
     net.emit_c("out_c/")                        # the C backend's sources
+    net.emit_nir("net.nir")                     # a NIR graph (snnc[nir])
     net = snnc.load("out/")                     # any snnc output directory
 
 The `snnc` command is a thin layer over these calls (a compile is compile_model with an
@@ -103,6 +104,21 @@ class Compiled:
         files = backend.emit(self.graph)
         write_tree_atomic(out_dir, {k.split("/", 1)[1]: v for k, v in files.items()})
         return backend.footprint_totals
+
+    def emit_nir(self, path: str | Path, *, strict: bool = False) -> list[dict[str, str]]:
+        """Write the network as a NIR graph (HDF5, read by `nir.read`) to `path`, and
+        beside it `<path stem>.unsupported.json`; returns what NIR cannot express and was
+        exported as an approximation ([] when exact; strict=True refuses those instead).
+        Needs the nir package (pip install 'snnc[nir]')."""
+        from snnc.backends.nir import MODEL_FILE, UNSUPPORTED_FILE, NirBackend
+        from snnc.fsutil import write_file_atomic
+
+        backend = NirBackend(strict=strict)
+        files = backend.emit(self.graph)
+        p = Path(path)
+        write_file_atomic(p, files[MODEL_FILE])
+        write_file_atomic(p.with_name(p.stem + ".unsupported.json"), files[UNSUPPORTED_FILE])
+        return backend.unsupported
 
     def place(self, target: str, *, rates: dict[str, np.ndarray] | None = None,
               seed: int = 0) -> dict[str, Any]:

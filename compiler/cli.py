@@ -21,7 +21,7 @@ from pathlib import Path
 from snnc import __version__
 from snnc.ir.errors import SnncError
 
-COMMANDS = ("check", "eval", "sweep", "place", "opt")
+COMMANDS = ("check", "eval", "sweep", "place", "opt", "export-input", "verify-c")
 
 
 @contextlib.contextmanager
@@ -89,8 +89,15 @@ def _compile_parser() -> argparse.ArgumentParser:
     # --- C backend (issue 4) ---
     p.add_argument("--backend", default="sim", metavar="LIST",
                    help="comma-separated backends: sim (always written), c (C99 sources "
-                   "in OUT/c/) and place (a neuromorphic chip's cores, OUT/place/; needs "
-                   "--target), e.g. --backend c or c,place")
+                   "in OUT/c/), place (a neuromorphic chip's cores, OUT/place/; needs "
+                   "--target) and nir (OUT/nir/, as --emit nir), e.g. --backend c,place")
+    p.add_argument("--emit", metavar="nir", action="append", choices=["nir"], default=[],
+                   help="also export the spiking network as a NIR graph (OUT/nir/model.nir, "
+                   "read by nir.read; what NIR cannot express is listed in "
+                   "OUT/nir/unsupported.json; needs pip install 'snnc[nir]'); same as "
+                   "adding nir to --backend")
+    p.add_argument("--nir-strict", action="store_true",
+                   help="with --emit nir: refuse instead of exporting approximations")
     p.add_argument("--arith", default="float", choices=["float", "fixed"],
                    help="arithmetic of the simulator and the C code: float32 (default) or "
                    "fixed point (integer weights, thresholds and membranes)")
@@ -297,6 +304,80 @@ def _list_passes() -> str:
     return "\n".join(lines)
 
 
+def _export_input_parser() -> argparse.ArgumentParser:
+    p = _Parser(prog="snnc export-input", description="Write samples of a data file as the "
+                "INPUT.bin the generated C example reads (OUT/c/main_example.c): float32, "
+                "or int16 in the network's input format for --arith fixed; native byte "
+                "order, samples one after the other.")
+    _c_sample_args(p, count_default=None)
+    p.add_argument("-o", "--output", required=True, metavar="INPUT.bin")
+    p.add_argument("--debug", action="store_true")
+    return p
+
+
+def _c_sample_args(p: argparse.ArgumentParser, count_default: int | None) -> None:
+    """OUT, --data, --first, --count: the samples export-input and verify-c read."""
+    p.add_argument("out", help="the snnc output directory (compiled with --backend c)")
+    p.add_argument("--data", required=True, metavar="DATA.npz", help=".npz with x")
+    p.add_argument("--first", type=int, default=0, help="index of the first sample")
+    p.add_argument("--count", type=int, default=count_default,
+                   help="number of samples (default: "
+                   f"{'all' if count_default is None else count_default})")
+
+
+def _cmd_export_input(a: argparse.Namespace) -> int:
+    from snnc.driver import export_input
+    from snnc.fsutil import check_writable, write_file_atomic
+
+    check_writable(a.output, what="-o")
+    data, n = export_input(a.out, a.data, first=a.first, count=a.count)
+    write_file_atomic(a.output, data)
+    print(f"snnc: wrote {n} sample{'s' if n != 1 else ''} ({len(data)} bytes) to {a.output}; "
+          f"run: OUT/c/NAME_example {a.output} [T [TRACE [FIRST]]] (FIRST = {a.first})")
+    return 0
+
+
+def _verify_c_parser() -> argparse.ArgumentParser:
+    p = _Parser(prog="snnc verify-c", description="Build the generated C example (in a "
+                "temporary folder), run it on samples of a data file and compare every "
+                "spiking layer's spike count per sample and the readout with the "
+                "simulator. Exit 0 when they agree (fixed point: exactly), 1 otherwise.")
+    _c_sample_args(p, count_default=100)
+    p.add_argument("--timesteps", type=int, help="steps (default: the compile-time T)")
+    p.add_argument("--cc", metavar="PATH", help="the C compiler (default: cc, gcc, clang)")
+    p.add_argument("--json", metavar="FILE", help="also write the comparison as JSON")
+    p.add_argument("--debug", action="store_true")
+    return p
+
+
+def _cmd_verify_c(a: argparse.Namespace) -> int:
+    from snnc.driver import verify_c
+    from snnc.report import format_table
+
+    if a.json:
+        from snnc.fsutil import check_writable
+
+        check_writable(a.json, what="--json")
+    r = verify_c(a.out, a.data, first=a.first, count=a.count, timesteps=a.timesteps,
+                 cc=a.cc)
+    print(f"C ({r['c_name']}, {r['arith']}, {r['compiler']}) vs simulator: {r['samples']} "
+          f"samples, T={r['timesteps']}")
+    print(format_table(["layer", "identical spike counts", "C spikes", "sim spikes"],
+                       [[x["layer"], f"{x['identical']:.4f}", x["c_spikes"], x["sim_spikes"]]
+                        for x in r["layers"]]))
+    print(f"spike counts identical: {r['spike_counts_identical']:.4f}; class agreement: "
+          f"{r['class_agreement']:.4f}; max readout difference: {r['max_output_diff']:.3g}"
+          + (" (integer units)" if r["arith"] == "fixed" else " (of the readout's range)"))
+    verdict = ("agree" + (" exactly" if r["arith"] == "fixed" else " within float tolerance")
+               if r["ok"] else "DISAGREE")
+    print(f"verify-c: {verdict}")
+    if a.json:
+        from snnc.fsutil import write_file_atomic
+
+        write_file_atomic(a.json, (json.dumps(r, indent=1) + "\n").encode())
+    return 0 if r["ok"] else 1
+
+
 def _cmd_place(a: argparse.Namespace) -> int:
     from snnc.driver import place
 
@@ -359,7 +440,8 @@ def _cmd_compile(a: argparse.Namespace) -> int:
                    input_coding=a.input_coding, seed=a.seed, readout=a.readout,
                    v_init=a.v_init, shift_bias=a.shift_bias, fit=a.fit,
                    calibrate_bias=a.calibrate_bias,
-                   backends=_backends(a.backend), arith=a.arith, c_name=a.c_name,
+                   backends=tuple(dict.fromkeys(_backends(a.backend) + tuple(a.emit))),
+                   nir_strict=a.nir_strict, arith=a.arith, c_name=a.c_name,
                    target=a.target, place_seed=a.place_seed, coding=a.coding,
                    leak=a.leak, spike_time=a.spike_time, pipeline=a.pipeline)
     timings: dict[str, float] = {}
@@ -382,6 +464,14 @@ def _cmd_compile(a: argparse.Namespace) -> int:
         print((Path(a.output) / "c" / "footprint.md").read_text(), end="")
     if "place" in opts.backends:
         print((Path(a.output) / "place" / "report.txt").read_text(), end="")
+    if "nir" in opts.backends:
+        listed = res.report.get("nir_unsupported", [])
+        print(f"snnc: NIR graph in {Path(a.output) / 'nir' / 'model.nir'}"
+              + (": exact" if not listed else
+                 f"; NIR cannot express {len(listed)} feature(s) of this network, exported "
+                 "as approximations (nir/unsupported.json; --nir-strict refuses them):"))
+        for u in listed:
+            print(f"  {u['node']}: {u['feature']} -> {u['exported_as']}")
     if a.time_passes:
         for name, sec in timings.items():
             print(f"  {name:24s} {sec * 1e3:9.1f} ms", file=sys.stderr)
@@ -492,7 +582,9 @@ def _cmd_eval(a: argparse.Namespace) -> int:
 
         print(format_diagnostics(diag))
         if a.plots:
-            for path in write_plots(diag, a.plots):
+            from snnc.driver import eval_payload
+
+            for path in write_plots(diag, a.plots, eval_payload(res)):
                 print(f"wrote {path}")
         if a.diagnostics:
             write_file_atomic(a.diagnostics,
@@ -558,6 +650,13 @@ def _config_defaults(parser: argparse.ArgumentParser, path: Path) -> dict:
         act = actions[dest]
         if dest == "backend" and isinstance(val, list):
             val = ",".join(map(str, val))
+        if isinstance(act, argparse._AppendAction):  # emit = ["nir"] or "nir"
+            vals = val if isinstance(val, list) else [val]
+            if not all(isinstance(v, str) and v in (act.choices or [v]) for v in vals):
+                raise SnncError(f"config file '{path}': '{key}' must be a list of "
+                                f"{', '.join(act.choices or ['names'])}")
+            out[dest] = vals
+            continue
         if isinstance(act, argparse._StoreTrueAction):
             if not isinstance(val, bool):
                 raise SnncError(f"config file '{path}': '{key}' must be true or false")
@@ -604,10 +703,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         if argv and argv[0] in COMMANDS:
             parser = {"check": _check_parser, "eval": _eval_parser,
                       "sweep": _sweep_parser, "place": _place_parser,
-                      "opt": _opt_parser}[argv[0]]()
+                      "opt": _opt_parser, "export-input": _export_input_parser,
+                      "verify-c": _verify_c_parser}[argv[0]]()
             a = parser.parse_args(argv[1:])
             return {"check": _cmd_check, "eval": _cmd_eval, "sweep": _cmd_sweep,
-                    "place": _cmd_place, "opt": _cmd_opt}[argv[0]](a)
+                    "place": _cmd_place, "opt": _cmd_opt,
+                    "export-input": _cmd_export_input, "verify-c": _cmd_verify_c}[argv[0]](a)
         parser = _compile_parser()
         config = _find_config(parser.parse_known_args(argv)[0].config)
         if config is not None:

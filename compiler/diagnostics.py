@@ -278,10 +278,13 @@ def format_diagnostics(d: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
-def write_plots(d: dict[str, Any], directory: str | Path) -> list[Path]:
-    """accuracy.png (accuracy vs t), k_curve.png (K per layer vs t, log-log) and
-    rates.png (firing rate, saturated and dead fractions per layer). Needs the optional
-    plotting extra: pip install 'snnc[plot]'."""
+def write_plots(d: dict[str, Any], directory: str | Path,
+                evaluation: dict[str, Any] | None = None) -> list[Path]:
+    """accuracy.png (accuracy after every step, with markers at the evaluated T and the
+    ANN's accuracy when `evaluation` (what `snnc eval --json` writes) is given),
+    k_curve.png (K per layer vs t with its bound 2*Omega/t, log-log) and rates.png (firing
+    rate vs the ANN's per layer; saturated and dead fractions on their own axis). Needs
+    the optional plotting extra: pip install 'snnc[plot]'."""
     try:
         import matplotlib
 
@@ -290,6 +293,7 @@ def write_plots(d: dict[str, Any], directory: str | Path) -> list[Path]:
     except ImportError:
         raise SnncError("plots need matplotlib",
                         hint="pip install 'snnc[plot]' (or pip install matplotlib)") from None
+    figs = figures(plt, d, evaluation)
     from snnc.fsutil import write_file_atomic
 
     out = Path(directory)
@@ -298,40 +302,6 @@ def write_plots(d: dict[str, Any], directory: str | Path) -> list[Path]:
     except OSError as e:
         raise SnncError(f"cannot write plots to '{out}': {e.strerror}") from None
     meta = {"Software": "snnc"}
-    figs = []
-
-    fig, ax = plt.subplots(figsize=(6, 4))
-    acc = d["accuracy_per_step"]
-    ax.plot(range(1, len(acc) + 1), [a * 100 for a in acc])
-    ax.set_xlabel("time step t")
-    ax.set_ylabel("accuracy (%)")
-    ax.set_title("accuracy-latency curve")
-    ax.grid(True, alpha=.3)
-    figs.append(("accuracy.png", fig))
-
-    fig, ax = plt.subplots(figsize=(6, 4))
-    for r in d["layers"]:
-        pts = [(p["t"], p["k"]) for p in r["k_curve"] if p["k"]]
-        if pts:
-            ax.loglog(*zip(*pts), marker="o", label=r["layer"])
-    ax.set_xlabel("t")
-    ax.set_ylabel("K(t)")
-    ax.set_title("Ding's K curve per layer")
-    ax.legend(fontsize=7)
-    figs.append(("k_curve.png", fig))
-
-    fig, ax = plt.subplots(figsize=(6, 4))
-    names = [r["layer"] for r in d["layers"]]
-    xs = np.arange(len(names))
-    ax.bar(xs - .25, [r["firing_rate"] for r in d["layers"]], .25, label="firing rate")
-    ax.bar(xs, [r["saturated_fraction"] for r in d["layers"]], .25, label="saturated")
-    ax.bar(xs + .25, [r["dead_fraction"] for r in d["layers"]], .25, label="dead")
-    ax.set_xticks(xs, names, rotation=30, ha="right", fontsize=7)
-    ax.legend(fontsize=7)
-    ax.set_title("per-layer activity")
-    fig.tight_layout()
-    figs.append(("rates.png", fig))
-
     written = []
     for name, fig in figs:
         import io
@@ -342,3 +312,62 @@ def write_plots(d: dict[str, Any], directory: str | Path) -> list[Path]:
         write_file_atomic(out / name, buf.getvalue())
         written.append(out / name)
     return written
+
+
+def figures(plt: Any, d: dict[str, Any], evaluation: dict[str, Any] | None = None
+            ) -> list[tuple[str, Any]]:
+    """The figures write_plots saves, as (file name, matplotlib figure)."""
+    figs = []
+
+    fig, ax = plt.subplots(figsize=(6, 4))
+    acc = d["accuracy_per_step"]
+    ax.plot(range(1, len(acc) + 1), [a * 100 for a in acc], color="C0", lw=1,
+            label="SNN, after every step t of one run")
+    if evaluation is not None:
+        pts = [(r["timesteps"], r["accuracy"] * 100) for r in evaluation.get("snn", [])]
+        if pts:
+            ax.plot(*zip(*pts), "o", color="C0", label="SNN at each evaluated T")
+        if evaluation.get("ann_accuracy") is not None:
+            ax.axhline(evaluation["ann_accuracy"] * 100, color="C3", ls="--",
+                       label="ANN (onnxruntime)")
+    ax.set_xlabel("time step t")
+    ax.set_ylabel("accuracy (%)")
+    ax.set_title("accuracy-latency curve")
+    ax.grid(True, alpha=.3)
+    ax.legend(fontsize=7, loc="lower right")
+    figs.append(("accuracy.png", fig))
+
+    fig, ax = plt.subplots(figsize=(6, 4))
+    for i, r in enumerate(d["layers"]):
+        pts = [(p["t"], p["k"]) for p in r["k_curve"] if p["k"]]
+        if pts:
+            ax.loglog(*zip(*pts), marker="o", color=f"C{i % 10}", label=r["layer"])
+        bound = [(p["t"], p["bound"]) for p in r["k_curve"] if p.get("bound")]
+        if bound:
+            ax.loglog(*zip(*bound), ls="--", lw=1, color=f"C{i % 10}",
+                      label=f"{r['layer']}: bound 2*Omega/t")
+    ax.set_xlabel("t")
+    ax.set_ylabel("K(t) = ||r - rhat||^2 / ||rhat||^2")
+    ax.set_title("Ding's K curve per layer (dashed: its bound)")
+    ax.legend(fontsize=7)
+    figs.append(("k_curve.png", fig))
+
+    names = [r["layer"] for r in d["layers"]]
+    xs = np.arange(len(names))
+    fig, (ax, ax2) = plt.subplots(1, 2, figsize=(9, 4))
+    ax.bar(xs - .2, [r["firing_rate"] for r in d["layers"]], .4, label="SNN firing rate")
+    ax.bar(xs + .2, [r["ann_rate"] for r in d["layers"]], .4, label="rate the ANN asks for")
+    ax.set_ylabel("spikes per neuron per step")
+    ax.set_title("firing rates")
+    ax2.bar(xs - .2, [r["saturated_fraction"] for r in d["layers"]], .4,
+            label="saturated (fires every step)")
+    ax2.bar(xs + .2, [r["dead_fraction"] for r in d["layers"]], .4, label="dead (never fires)")
+    ax2.set_ylabel("fraction of neuron-sample pairs")
+    ax2.set_title("saturated and dead neurons")
+    for a in (ax, ax2):
+        a.set_xticks(xs, names, rotation=30, ha="right", fontsize=7)
+        a.legend(fontsize=7)
+    fig.tight_layout()
+    figs.append(("rates.png", fig))
+
+    return figs

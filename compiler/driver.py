@@ -89,6 +89,8 @@ class Options:
     target: str | None = None
     #: place backend: the seed of the placement optimizer
     place_seed: int = 0
+    #: nir backend: refuse instead of exporting an approximation of what NIR cannot express
+    nir_strict: bool = False
     #: an explicit pass pipeline (--pipeline) instead of the one the options above build;
     #: the conversion options must then stay at their defaults
     pipeline: str | None = None
@@ -148,7 +150,7 @@ class Options:
                                "temporal coding schedules its own length and thresholds; "
                                "drop the flag, or use --coding rate")
             for b in self.backends:
-                if b in ("c", "place"):
+                if b in ("c", "place", "nir"):
                     raise SnncError(f"the {b} backend does not take temporally coded "
                                     "networks yet", hint="use --backend sim with --coding ttfs")
             if not self.leak > 0:
@@ -173,6 +175,8 @@ class Options:
         if not 0.0 <= self.v_init < 1.0:
             raise SnncError(f"v_init must be in [0, 1) (a fraction of the threshold), "
                             f"got {self.v_init}")
+        if self.nir_strict and "nir" not in self.backends:
+            raise SnncError("--nir-strict applies to the NIR export; add --emit nir")
         if self.c_name is not None and "c" not in self.backends:
             raise SnncError("--c-name names the C backend's files; it needs --backend c")
         for b in self.backends:
@@ -393,6 +397,8 @@ def compile_model(model_path: str | Path, out_dir: str | Path | None, *,
         elif b == "place":
             backend = BACKENDS[b](opts.target, rates=place_rates(graph, calib_x),
                                   seed=opts.place_seed, format_table=format_table)
+        elif b == "nir":
+            backend = BACKENDS[b](strict=opts.nir_strict)
         else:
             backend = BACKENDS[b]()
         missing = backend.requires - graph.facts
@@ -408,6 +414,8 @@ def compile_model(model_path: str | Path, out_dir: str | Path | None, *,
         files.update(backend.emit(graph))
         if b == "c":  # C backend (issue 4): footprint totals in the report
             report["c_footprint"] = backend.footprint_totals
+        if b == "nir":  # what NIR cannot express, exported as an approximation
+            report["nir_unsupported"] = backend.unsupported
     files[IR_TEXT_FILE] = print_graph(graph).encode()
     files[SOURCE_FILE] = source.read_bytes()
     files[REPORT_FILE] = dumps_json(report)
@@ -466,6 +474,118 @@ def place(out_dir: str | Path, target: str, *, calib: str | Path | None = None,
     files = backend.emit(graph)
     write_subdir_atomic(out, "place", {k.split("/", 1)[1]: v for k, v in files.items()})
     return {"summary": backend.summary, "text": backend.text}
+
+
+def c_input_bytes(graph: Graph, x: np.ndarray) -> bytes:
+    """Inputs x (N, ...) in the format the generated C example reads (INPUT.bin): the
+    samples one after the other, each its input's values in row-major order, float32 or
+    (fixed point) the int16 of the network's input format, native byte order."""
+    fx = graph.meta.get("fixed_point")
+    xi = (runtime.quantize_input(x, int(fx["input_bits"])).astype(np.int16) if fx
+          else np.asarray(x, np.float32))
+    return np.ascontiguousarray(xi).tobytes()
+
+
+def _samples(out_dir: str | Path, data: str | Path, first: int, count: int | None
+             ) -> tuple[Graph, np.ndarray, np.ndarray | None]:
+    graph = load_graph(Path(out_dir))
+    x, y = load_npz(data, graph.shape(graph.inputs[0]), need_labels=False)
+    if first < 0 or first >= len(x):
+        raise SnncError(f"--first {first} is outside the {len(x)} samples of '{data}'")
+    if count is not None and count < 1:
+        raise SnncError(f"--count must be >= 1, got {count}")
+    end = len(x) if count is None else min(len(x), first + count)
+    return graph, x[first:end], None if y is None else y[first:end]
+
+
+def export_input(out_dir: str | Path, data: str | Path, *, first: int = 0,
+                 count: int | None = None) -> tuple[bytes, int]:
+    """`snnc export-input`: samples first..first+count of a data file as the C example's
+    INPUT.bin for the network in OUT; (bytes, number of samples)."""
+    graph, x, _ = _samples(out_dir, data, first, count)
+    return c_input_bytes(graph, x), len(x)
+
+
+def verify_c(out_dir: str | Path, data: str | Path, *, first: int = 0, count: int = 100,
+             timesteps: int | None = None, cc: str | None = None) -> dict[str, Any]:
+    """`snnc verify-c`: build OUT/c's example program (in a temporary folder), run it on
+    samples of a data file and compare, per sample, every spiking layer's spike count and
+    the readout with the simulator's. Fixed point must agree exactly; float within the
+    summation-order tolerance the C backend documents (a membrane sitting on its
+    threshold may fire a step earlier or later)."""
+    import shutil
+    import subprocess
+    import tempfile
+
+    out = Path(out_dir)
+    names = sorted(p.name[:-len("_weights.c")] for p in (out / "c").glob("*_weights.c"))
+    if len(names) != 1 or not (out / "c" / "main_example.c").is_file():
+        raise SnncError(f"'{out}' holds no C backend output (c/NAME.c, c/main_example.c)",
+                        hint="compile with --backend c")
+    name = names[0]
+    compiler = cc or shutil.which("cc") or shutil.which("gcc") or shutil.which("clang")
+    if compiler is None:
+        raise SnncError("no C compiler found", hint="install gcc, or pass --cc PATH")
+    graph, x, _ = _samples(out, data, first, count)
+    steps = timesteps or int(graph.meta.get("timesteps", 64))
+    if steps < 1:
+        raise SnncError(f"--timesteps must be >= 1, got {steps}")
+    with tempfile.TemporaryDirectory() as d:
+        exe, inp = Path(d) / "example", Path(d) / "input.bin"
+        srcs = [str(out / "c" / f) for f in ("main_example.c", f"{name}.c",
+                                             f"{name}_weights.c")]
+        r = subprocess.run([compiler, "-std=c99", "-O2", "-o", str(exe), *srcs, "-lm"],
+                           capture_output=True, text=True)
+        if r.returncode != 0:
+            first_err = next((ln for ln in r.stderr.splitlines() if "error" in ln), r.stderr)
+            raise SnncError(f"the generated C does not build with {compiler}: "
+                            f"{first_err.strip()[:300]}")
+        inp.write_bytes(c_input_bytes(graph, x))
+        r = subprocess.run([str(exe), str(inp), str(steps), "0", str(first)],
+                           capture_output=True, text=True)
+        if r.returncode != 0:
+            raise SnncError(f"the C example failed (exit {r.returncode}): "
+                            f"{r.stderr.strip()[:300]}")
+    rows = [ln.split() for ln in r.stdout.splitlines()]
+    if len(rows) != len(x):
+        raise SnncError(f"the C example printed {len(rows)} results for {len(x)} samples")
+    i, j = rows[0].index("spikes"), rows[0].index("out")
+    fixed = "fixed_point" in graph.meta
+    c_spk = np.array([[int(v) for v in f[i + 1:j]] for f in rows], np.int64)
+    c_out = np.array([[float(v) for v in f[j + 1:]] for f in rows])
+    c_cls = np.array([int(f[5]) for f in rows])
+    layers = [op.name for op in graph.ops if op.kind == "if"]
+    spikes: dict[str, np.ndarray] = {}
+
+    def record(op: str, t0: int, chunk: np.ndarray) -> None:
+        if op in layers:
+            spikes[op] = spikes.get(op, 0) + chunk.reshape(len(chunk), len(x), -1).sum(
+                axis=(0, 2))
+
+    res = network(graph).simulate(x, steps, record=record, sample_offset=first)
+    s_out = np.asarray(res["output"][-1], np.float64).reshape(len(x), -1)
+    s_spk = np.stack([np.asarray(spikes.get(n, np.zeros(len(x))), np.int64)
+                      for n in layers], axis=1) if layers else np.zeros((len(x), 0), np.int64)
+    scale = max(float(np.abs(s_out).max()), 1e-12)
+    report = {
+        "c_name": name, "compiler": compiler, "samples": len(x), "timesteps": steps,
+        "arith": "fixed" if fixed else "float",
+        "layers": [{"layer": n, "identical": float((c_spk[:, k] == s_spk[:, k]).mean()),
+                    "c_spikes": int(c_spk[:, k].sum()), "sim_spikes": int(s_spk[:, k].sum())}
+                   for k, n in enumerate(layers)],
+        "spike_counts_identical": float((c_spk == s_spk).mean()) if c_spk.size else 1.0,
+        "class_agreement": float((c_cls == s_out.argmax(axis=1)).mean()),
+        "max_output_diff": float(np.abs(c_out - s_out).max()) / (1.0 if fixed else scale),
+    }
+    if fixed:
+        report["ok"] = bool(np.array_equal(c_spk, s_spk) and np.array_equal(c_out, s_out))
+    else:
+        tot_c, tot_s = int(c_spk.sum()), int(s_spk.sum())
+        report["ok"] = bool(report["spike_counts_identical"] >= 0.99
+                            and abs(tot_c - tot_s) <= 0.005 * max(tot_s, 1)
+                            and report["max_output_diff"] <= 0.02
+                            and report["class_agreement"] >= 0.99)
+    return report
 
 
 def opt(text: str | None, pipeline: str, *, model: str | Path | None = None,

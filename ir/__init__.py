@@ -3,8 +3,21 @@
 One IR holds both ANN-level ops (what the ONNX frontend produces) and spiking ops (what
 conversion lowers them to); conversion is progressive lowering. See README "IR".
 """
+from typing import Any
+
 from snnc.ir.errors import SnncError
-from snnc.ir.graph import Graph, Value
-from snnc.ir.ops import OPS, Op
 
 __all__ = ["OPS", "Graph", "Op", "SnncError", "Value"]
+
+
+def __getattr__(name: str) -> Any:
+    # Lazy: `snnc --version` and error reporting need no numpy.
+    if name in ("Graph", "Value"):
+        from snnc.ir import graph
+
+        return getattr(graph, name)
+    if name in ("OPS", "Op"):
+        from snnc.ir import ops
+
+        return getattr(ops, name)
+    raise AttributeError(name)

@@ -9,6 +9,7 @@ step); float32 within the tolerance that different summation orders allow (see
 """
 from __future__ import annotations
 
+import json
 import shutil
 import subprocess
 from pathlib import Path
@@ -758,3 +759,38 @@ def test_unknown_attributes_are_refused_not_ignored():
         default=0, metadata={"role": "attr"}))], bases=(O.Accumulate,), frozen=True)
     with pytest.raises(Exception, match="extra=3"):
         check_attrs(fake(name="acc", out="y", x="x", extra=3), "the C backend", "hint")
+
+
+@need_gcc
+@pytest.mark.parametrize("arith", ["fixed", "float"])
+def test_export_input_and_verify_c_from_the_cli(compiled, arith, tmp_path, capsys):
+    """`snnc export-input` writes what the example reads (the bytes this module's own
+    harness writes), and `snnc verify-c` builds the example and agrees with the simulator;
+    a network whose simulator weights were changed behind the C's back disagrees (exit 1)."""
+    from snnc.cli import main
+
+    c = compiled("mnist", arith)
+    out = c.c.parent
+    x = _inputs("mnist", 6)
+    data = tmp_path / "d.npz"
+    np.savez(data, x=x)
+    assert main(["export-input", str(out), "--data", str(data), "-o",
+                 str(tmp_path / "in.bin"), "--first", "2", "--count", "3"]) == 0
+    assert (tmp_path / "in.bin").read_bytes() == c.input_file(x[2:5]).read_bytes()
+    assert main(["verify-c", str(out), "--data", str(data), "--timesteps", "8",
+                 "--json", str(tmp_path / "v.json")]) == 0
+    rep = json.loads((tmp_path / "v.json").read_text())
+    assert rep["ok"] and rep["samples"] == 6 and rep["class_agreement"] == 1.0
+    if arith == "fixed":
+        assert rep["spike_counts_identical"] == 1.0 and rep["max_output_diff"] == 0
+    broken = tmp_path / "broken"
+    shutil.copytree(out, broken)
+    with np.load(broken / "params.npz") as z:
+        params = {k: z[k] for k in z.files}
+    w = next(k for k in sorted(params) if params[k].ndim == 4)  # the first conv's weights
+    params[w] = params[w] * 2
+    np.savez(broken / "params.npz", **params)
+    capsys.readouterr()
+    assert main(["verify-c", str(broken), "--data", str(data), "--timesteps", "8"]) == 1
+    assert "verify-c: DISAGREE" in capsys.readouterr().out
+    assert main(["verify-c", str(tmp_path), "--data", str(data)]) == 2  # no C output

@@ -118,6 +118,38 @@ def test_cli_diagnostics_json_plots_and_contract(data, capsys):
     assert "per-layer diagnostics" not in capsys.readouterr().out
 
 
+def test_plot_contents(data):
+    """The accuracy plot has the ANN's line and markers at the evaluated T; the K-curve
+    plot the bound 2*Omega/t per layer; the rates plot keeps rates and fractions on two
+    labelled axes."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    from snnc.diagnostics import figures
+
+    out = _compile(data, "pct")
+    d = data / "plotc"
+    assert main(["eval", str(out), "--data", str(data / "test.npz"), "--timesteps", "8,16",
+                 "--json", str(d / "r.json"), "--diagnostics", str(d / "diag.json")]) == 0
+    diag = json.loads((d / "diag.json").read_text())
+    ev = json.loads((d / "r.json").read_text())
+    figs = dict(figures(plt, diag, ev))
+    acc = figs["accuracy.png"].axes[0]
+    labels = [ln.get_label() for ln in acc.get_lines()]
+    assert "ANN (onnxruntime)" in labels
+    markers = next(ln for ln in acc.get_lines() if ln.get_label() == "SNN at each evaluated T")
+    assert list(markers.get_xdata()) == [8, 16]
+    k = figs["k_curve.png"].axes[0]
+    bounds = [ln for ln in k.get_lines() if "bound 2*Omega/t" in ln.get_label()]
+    assert len(bounds) == len(diag["layers"])
+    rates = figs["rates.png"].axes
+    assert [a.get_ylabel() for a in rates] == ["spikes per neuron per step",
+                                               "fraction of neuron-sample pairs"]
+    for f in figs.values():
+        plt.close(f)
+
+
 @pytest.mark.parametrize("bounded", [False, True])
 def test_rate_view_of_a_neuron(bounded):
     """rhat = max(I - shift, 0) / theta, clipped at 1 only where the ANN clips too."""

@@ -15,6 +15,7 @@ ALLOWED = {
     "backends/sim": ("snnc.ir", "snnc.passes", "snnc.backends.sim"),
     "backends/c": ("snnc.ir", "snnc.passes", "snnc.backends.c"),
     "backends/place": ("snnc.ir", "snnc.passes", "snnc.backends.place"),
+    "backends/nir": ("snnc.ir", "snnc.passes", "snnc.backends.nir"),
 }
 
 
