@@ -139,7 +139,8 @@ def compile_model(model: str | Path | onnx.ModelProto, out_dir: str | Path | Non
                   config: str | Path | None = None, progress: Progress | None = None,
                   print_ir_after_all: TextIO | None = None,
                   dump_ir: str | Path | None = None,
-                  timings: dict[str, float] | None = None, **kwargs: Any) -> Compiled:
+                  timings: dict[str, float] | None = None, force: bool = False,
+                  **kwargs: Any) -> Compiled:
     """Compile an ONNX model (a path or a ModelProto) with the given options: the fields
     of snnc.driver.Options as keywords (e.g. norm="max", timesteps=32, coding="ttfs",
     backends=("c",), pipeline="fold-batchnorm,...") or one Options object; calib: a .npz
@@ -147,7 +148,8 @@ def compile_model(model: str | Path | onnx.ModelProto, out_dir: str | Path | Non
     is written too (atomically). The `snnc MODEL -o OUT` command is this call; its other
     flags are the remaining keywords: depfile (a Make/Ninja depfile naming the inputs),
     config (the config file the options came from, an input), progress, print_ir_after_all
-    (a stream), dump_ir (a folder), timings (a dict filled with seconds per pass)."""
+    (a stream), dump_ir (a folder), timings (a dict filled with seconds per pass), force
+    (write into a non-empty folder snnc did not write; its files are kept)."""
     from snnc.driver import compile_model as _compile
 
     if options is not None and kwargs:
@@ -172,7 +174,7 @@ def compile_model(model: str | Path | onnx.ModelProto, out_dir: str | Path | Non
         res = _compile(path, out_dir, calib=calib_path, options=options, depfile=depfile,
                        config=config, progress=progress,
                        print_ir_after_all=print_ir_after_all, dump_ir=dump_ir,
-                       timings=timings)
+                       timings=timings, force=force)
     return Compiled(res.graph, res.report, res.files)
 
 

@@ -17,9 +17,10 @@ import json
 import sys
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
+from typing import Any
 
 from snnc import __version__
-from snnc.ir.errors import SnncError
+from snnc.ir.errors import SnncError, printable
 
 COMMANDS = ("check", "eval", "sweep", "place", "opt", "export-input", "verify-c")
 
@@ -48,8 +49,12 @@ def _compile_parser() -> argparse.ArgumentParser:
                 "'snnc sweep MODEL.onnx --calib C.npz --data D.npz'.")
     p.add_argument("model", help="the ONNX model")
     p.add_argument("-o", "--output", required=True, metavar="OUT",
-                   help="output directory (created; an earlier output there is updated: "
-                   "changed files rewritten, files snnc did not write kept)")
+                   help="output directory (created; an earlier snnc output there is "
+                   "updated: changed files rewritten, files snnc did not write kept; a "
+                   "non-empty folder snnc did not write is refused unless --force)")
+    p.add_argument("--force", action="store_true",
+                   help="write into a non-empty OUT that snnc did not write (its files are "
+                   "kept; one with the name of an snnc output is still refused)")
     p.add_argument("--calib", metavar="CALIB.npz",
                    help="calibration inputs: .npz with x (N, ...) in the model's input layout")
     p.add_argument("--norm", default="percentile:99.9",
@@ -448,19 +453,20 @@ def _cmd_compile(a: argparse.Namespace) -> int:
     res = compile_model(a.model, a.output, calib=a.calib, options=opts,
                         print_ir_after_all=sys.stderr if a.print_ir_after_all else None,
                         dump_ir=a.dump_ir, timings=timings, progress=_tty_progress,
-                        depfile=a.depfile, config=a.config_file)
+                        depfile=a.depfile, config=a.config_file, force=a.force)
     layers = [r for r in res.report["layers"] if r["kind"] in ("if", "ttfsneuron")]
     print(f"snnc: compiled {Path(a.model).name} -> {a.output}: {len(layers)} spiking "
           f"layer{'s' if len(layers) != 1 else ''}, "
           f"{sum(r['neurons'] for r in layers)} neurons, "
           f"{res.report['ann_macs']} ANN MACs/sample")
     if "c" in opts.backends:  # C backend (issue 4): the footprint table
-        from snnc.backends.c.names import sanitize
+        from snnc.backends.c.names import c_prefix
 
         asked = a.c_name or Path(a.model).stem
-        if sanitize(asked, 24) != asked:
-            print(f"snnc: '{asked}' is not a usable C identifier; the C code uses the "
-                  f"prefix '{sanitize(asked, 24)}' (set it with --c-name)")
+        if c_prefix(asked) != asked:
+            print(f"snnc: '{asked}' is not a usable C prefix (an identifier that names no "
+                  f"generated file); the C code uses '{c_prefix(asked)}' (set it with "
+                  "--c-name)")
         print((Path(a.output) / "c" / "footprint.md").read_text(), end="")
     if "place" in opts.backends:
         print((Path(a.output) / "place" / "report.txt").read_text(), end="")
@@ -604,7 +610,8 @@ def _cmd_eval(a: argparse.Namespace) -> int:
 
 
 #: compile settings a config file may not set (they name this run's files)
-NOT_IN_CONFIG = ("model", "output", "config", "depfile", "print_ir_after_all", "dump_ir",
+NOT_IN_CONFIG = ("model", "output", "force", "config", "depfile", "print_ir_after_all",
+                 "dump_ir",
                  "time_passes", "debug", "help", "version")
 
 
@@ -689,7 +696,26 @@ def _did_you_mean(word: str) -> str:
     return f" (did you mean '{close[0]}'?)" if close else ""
 
 
+class _Printable:
+    """stdout through snnc.ir.errors.printable (newlines and tabs kept): whatever snnc
+    prints, a name from the model in it cannot drive the terminal."""
+
+    def __init__(self, stream: Any):
+        self._stream = stream
+
+    def write(self, text: str) -> int:
+        return self._stream.write(printable(text, keep="\n\t"))
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._stream, name)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
+    with contextlib.redirect_stdout(_Printable(sys.stdout)):
+        return _main(argv)
+
+
+def _main(argv: Sequence[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     debug = "--debug" in argv
     try:

@@ -5,6 +5,7 @@ import contextlib
 import io
 import json
 import math
+import os
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -237,7 +238,8 @@ class CompileResult:
 
 
 def convert(model: onnx.ModelProto, opts: Options, *, calib_x: np.ndarray | None = None,
-            print_ir_after_all: io.TextIOBase | None = None, dump_dir: Path | None = None,
+            print_ir_after_all: io.TextIOBase | None = None,
+            dumps: dict[str, bytes] | None = None,
             timings: dict[str, float] | None = None, structure_only: bool = False,
             calibration: OnnxCalibration | None = None, progress: Progress | None = None
             ) -> tuple[ImportResult, Graph, PassContext]:
@@ -260,7 +262,7 @@ def convert(model: onnx.ModelProto, opts: Options, *, calib_x: np.ndarray | None
     passes = opts.passes(gate_leak)
     ctx.notes["pipeline"] = pipeline_spec(passes)
     graph = run_passes(graph, passes, ctx,
-                       print_ir_after_all=print_ir_after_all, dump_dir=dump_dir,
+                       print_ir_after_all=print_ir_after_all, dumps=dumps,
                        timings=timings)
     return imported, graph, ctx
 
@@ -344,14 +346,18 @@ def compile_model(model_path: str | Path, out_dir: str | Path | None, *,
                   timings: dict[str, float] | None = None,
                   progress: Progress | None = None,
                   depfile: str | Path | None = None,
-                  config: str | Path | None = None) -> CompileResult:
+                  config: str | Path | None = None, force: bool = False) -> CompileResult:
     """Compile an ONNX model into out_dir (written atomically; nothing on failure).
     progress: a progress reporter for long passes (bias calibration); depfile: also
     write a Make / Ninja depfile, after the outputs: OUT/manifest.json (rewritten by every
     compile: the stamp a build rule names) depends on every input file; config: the
-    configuration file the options came from (an input too)."""
+    configuration file the options came from (an input too); dump_ir: a folder for the IR
+    after every pass (written with the outputs, never inside them); force: write into a
+    non-empty folder snnc did not write (its files are kept)."""
     opts = options or Options()
     opts.validate()
+    _check_output_paths(out_dir, dump_ir, depfile)
+    dumps: dict[str, bytes] | None = None if dump_ir is None else {}
     source = Path(model_path)
     model = load_model(source)
     input_shape = _input_shape(model)
@@ -372,7 +378,7 @@ def compile_model(model_path: str | Path, out_dir: str | Path | None, *,
                              "or --norm clip for a network whose every activation is a Clip")
     imported, graph, ctx = convert(model, opts, calib_x=calib_x,
                                    print_ir_after_all=print_ir_after_all,
-                                   dump_dir=None if dump_ir is None else Path(dump_ir),
+                                   dumps=dumps,
                                    timings=timings, progress=progress)
     report = {
         "snnc_version": __version__,
@@ -425,13 +431,31 @@ def compile_model(model_path: str | Path, out_dir: str | Path | None, *,
         inputs.append(Path(config))
     files[MANIFEST_FILE] = manifest(opts, inputs, files)
     if out_dir is not None:
-        write_tree_atomic(out_dir, files)
+        write_tree_atomic(out_dir, files, force=force)
         if depfile is not None:
             from snnc.fsutil import write_file_atomic
 
             write_file_atomic(depfile, depfile_text([Path(out_dir) / MANIFEST_FILE],
                                                     inputs).encode())
+    if dumps is not None:
+        write_tree_atomic(dump_ir, dumps)
     return CompileResult(graph, imported, report, files)
+
+
+def _check_output_paths(out_dir: str | Path | None, dump_ir: str | Path | None,
+                        depfile: str | Path | None) -> None:
+    """Before any work: the dump folder and the depfile lie outside OUT (OUT is replaced
+    as a whole; what is inside it is snnc's), and OUT is not inside the dump folder."""
+    if out_dir is None:
+        return
+    out = Path(os.path.abspath(out_dir))
+    for flag, p in (("--dump-ir", dump_ir), ("--depfile", depfile)):
+        if p is None:
+            continue
+        q = Path(os.path.abspath(p))
+        if q == out or out in q.parents or q in out.parents:
+            raise SnncError(f"{flag} '{p}' and the output directory '{out_dir}' overlap",
+                            hint=f"put the {flag[2:]} beside OUT, not inside it")
 
 
 #: calibration inputs simulated to measure the spike rates that weigh placement traffic

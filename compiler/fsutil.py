@@ -3,6 +3,7 @@ and a recompile into an earlier output keeps what did not change (file times inc
 and what snnc did not write there."""
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import tempfile
@@ -10,64 +11,139 @@ from pathlib import Path
 
 from snnc.ir.errors import SnncError
 
-MARKER = "graph.json"  # an snnc output directory always holds this file
-
-
-def write_tree_atomic(out_dir: str | Path, files: dict[str, bytes]) -> None:
-    """Write `files` (relative path -> bytes) as directory out_dir, replacing a previous
-    snnc output there. Nothing is left behind if anything fails."""
-    out = Path(out_dir)
-    # a directory of empty directories is empty (build tools create an output's folders)
-    if out.exists() and (not out.is_dir() or (any(p.is_file() for p in out.rglob("*"))
-                                              and not (out / MARKER).is_file())):
-        raise SnncError(f"output path '{out}' exists and is not an snnc output directory",
-                        hint="choose a new or empty directory")
-    parent = out.resolve().parent
-    try:
-        parent.mkdir(parents=True, exist_ok=True)
-        tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.tmp", dir=parent))
-    except OSError as e:
-        raise SnncError(f"cannot create the output directory '{out}': {e.strerror}") from None
-    _fill_and_swap(tmp, out, files, f"the output directory '{out}'", keep_same=True)
-
-
-#: lists the files snnc wrote into an output directory (and their hashes)
+#: lists the files snnc wrote into an output directory (and their hashes); a folder holding
+#: one (parsed, with snnc's keys) is an snnc output that snnc may replace
 MANIFEST = "manifest.json"
 #: subdirectories snnc owns as a whole (`snnc place` rewrites place/ on its own)
 OWNED_DIRS = ("place",)
 
 
-def _carry_over(old: Path, tmp: Path, files: dict[str, bytes]) -> None:
-    """Move into the new tree, from the output it replaces: every file whose content is
-    unchanged (so it keeps its modification time and a build system sees nothing new),
-    and every file snnc did not write there (build products of `make -C OUT/c`, notes),
-    i.e. those the old manifest does not list, outside place/. The manifest itself is
-    always new: it is the stamp a build rule names as its target."""
+def manifest_of(out: Path) -> dict | None:
+    """The snnc manifest of folder `out`, or None when it has none (not snnc's)."""
     import json
 
     try:
-        owned = set(json.loads((old / MANIFEST).read_text())["outputs"]) | {MANIFEST}
-    except (OSError, ValueError, KeyError, TypeError):
-        owned = None  # an output of an older snnc: carry over unchanged files only
-    for path in sorted(p for p in old.rglob("*") if p.is_file()):
+        m = json.loads((out / MANIFEST).read_text())
+    except (OSError, ValueError, UnicodeDecodeError):
+        return None
+    if (isinstance(m, dict) and isinstance(m.get("snnc_version"), str)
+            and isinstance(m.get("outputs"), dict)):
+        return m
+    return None
+
+
+def _entries(d: Path) -> list[Path]:
+    """Every file and symbolic link under d (links not followed), sorted."""
+    out = []
+    for root, dirs, files in os.walk(d, followlinks=False):
+        r = Path(root)
+        out += [r / f for f in files]
+        out += [r / x for x in dirs if (r / x).is_symlink()]
+    return sorted(out)
+
+
+def _mode(default: int, existing: Path | None = None) -> int:
+    """The permission bits for a new file or folder: those of the one it replaces, else
+    `default` under the umask (mkdtemp / mkstemp would give 0700 / 0600)."""
+    if existing is not None:
+        try:
+            return existing.stat().st_mode & 0o7777
+        except OSError:
+            pass
+    umask = os.umask(0)
+    os.umask(umask)
+    return default & ~umask
+
+
+def ownership_manifest(files: dict[str, bytes]) -> bytes:
+    """A minimal manifest (snnc's version and every output's sha256) for folders snnc
+    writes outside a compile (dumps, C sources from the API), so that it may replace them
+    later and never anything else."""
+    import hashlib
+    import json
+
+    from snnc import __version__
+
+    outputs = {k: hashlib.sha256(v).hexdigest() for k, v in sorted(files.items())}
+    return (json.dumps({"snnc_version": __version__, "outputs": outputs}, indent=1,
+                       sort_keys=True) + "\n").encode()
+
+
+def write_tree_atomic(out_dir: str | Path, files: dict[str, bytes], *,
+                      force: bool = False) -> None:
+    """Write `files` (relative path -> bytes) as directory out_dir, atomically; nothing is
+    left behind if anything fails. snnc replaces only a folder it wrote (one holding its
+    manifest; a folder of empty folders counts as empty); a symbolic link is never
+    followed or renamed; files snnc did not write there are kept. A non-empty folder that
+    is not snnc's is refused unless force, and even then a file of its own is never
+    overwritten. Files without a manifest get an ownership manifest."""
+    out = Path(out_dir)
+    if MANIFEST not in files:
+        files = {**files, MANIFEST: ownership_manifest(files)}
+    if out.is_symlink():
+        raise SnncError(f"output path '{out}' is a symbolic link; snnc does not write "
+                        "through links", hint="give the directory it points to, or a new path")
+    foreign = False
+    if out.exists():
+        if not out.is_dir():
+            raise SnncError(f"output path '{out}' exists and is a file",
+                            hint="choose a new or empty directory")
+        if manifest_of(out) is None and _entries(out):
+            if not force:
+                raise SnncError(f"output directory '{out}' is not empty and was not written "
+                                "by snnc", hint="choose a new or empty directory, or pass "
+                                "--force to write into it (its files are kept)")
+            foreign = True
+            clash = sorted(p.relative_to(out).as_posix() for p in _entries(out)
+                           if p.relative_to(out).as_posix() in files)
+            if clash:
+                raise SnncError(f"output directory '{out}' already holds '{clash[0]}', a "
+                                "file snnc did not write and would replace",
+                                hint="move it away or choose another directory")
+    parent = out.absolute().parent
+    try:
+        parent.mkdir(parents=True, exist_ok=True)
+        tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.tmp", dir=parent))
+        os.chmod(tmp, _mode(0o777, out if out.is_dir() else None))
+    except OSError as e:
+        raise SnncError(f"cannot create the output directory '{out}': {e.strerror}") from None
+    _fill_and_swap(tmp, out, files, f"the output directory '{out}'", keep_same=True,
+                   keep_all=foreign)
+
+
+def _carry_over(old: Path, tmp: Path, files: dict[str, bytes], keep_all: bool) -> None:
+    """Move into the new tree, from the output it replaces: every file whose content is
+    unchanged (so it keeps its modification time and a build system sees nothing new),
+    and every file snnc did not write there (build products of `make -C OUT/c`, notes,
+    the source model), i.e. those the old manifest does not list, outside place/
+    (keep_all: every file, the folder is not snnc's). The manifest itself is always new:
+    it is the stamp a build rule names as its target."""
+    m = None if keep_all else manifest_of(old)
+    owned = set() if m is None else set(m["outputs"]) | {MANIFEST}
+    for path in _entries(old):
         rel = path.relative_to(old).as_posix()
         new = tmp / rel
         if rel in files:
-            if (rel != MANIFEST and path.stat().st_size == len(files[rel])
+            if (not path.is_symlink() and rel != MANIFEST
+                    and path.stat().st_size == len(files[rel])
                     and path.read_bytes() == files[rel]):
                 new.unlink()
                 _link(path, new)
-        elif (owned is not None and rel not in owned
-              and rel.split("/", 1)[0] not in OWNED_DIRS and not new.exists()):
+        elif (rel not in owned and (keep_all or rel.split("/", 1)[0] not in OWNED_DIRS)
+              and not new.exists()):
             new.parent.mkdir(parents=True, exist_ok=True)
             _link(path, new)
 
 
 def _link(src: Path, dst: Path) -> None:
     """dst becomes src (a hard link: same content and time, and the old tree keeps its
-    file until the swap succeeds; a copy with its times where links are refused)."""
+    file until the swap succeeds; a copy with its times where links are refused; a
+    symbolic link stays a link to the same place)."""
+    if src.is_symlink():
+        os.symlink(os.readlink(src), dst)
+        return
     try:
-        os.link(src, dst)
+        os.link(src, dst, follow_symlinks=False)
     except OSError:
         shutil.copy2(src, dst)
 
@@ -76,22 +152,26 @@ def write_subdir_atomic(out_dir: str | Path, sub: str, files: dict[str, bytes]) 
     """Replace the subdirectory `sub` of an snnc output directory with `files` at once;
     the rest of the directory is untouched, nothing is left behind on failure."""
     out = Path(out_dir)
-    if not (out / MARKER).is_file():
+    if out.is_symlink() or manifest_of(out) is None:
         raise SnncError(f"'{out}' is not an snnc output directory",
                         hint="compile a model first: snnc MODEL.onnx -o DIR")
+    if (out / sub).is_symlink():
+        raise SnncError(f"'{out / sub}' is a symbolic link; snnc does not write through "
+                        "links", hint="remove the link")
     try:
         tmp = Path(tempfile.mkdtemp(prefix=f".{sub}.tmp", dir=out))
+        os.chmod(tmp, _mode(0o777, out / sub if (out / sub).is_dir() else None))
     except OSError as e:
         raise SnncError(f"cannot write into '{out}': {e.strerror}") from None
     _fill_and_swap(tmp, out / sub, files, f"'{out / sub}'")
 
 
 def _fill_and_swap(tmp: Path, dest: Path, files: dict[str, bytes], what: str,
-                   keep_same: bool = False) -> None:
+                   keep_same: bool = False, keep_all: bool = False) -> None:
     """Write files into the fresh directory tmp, then rename it to dest (moving a
     previous dest aside and deleting it); tmp is removed on any failure. keep_same: a
     previous dest's unchanged files and the files snnc did not write are carried over
-    (_carry_over)."""
+    (_carry_over; keep_all: every file of dest)."""
     try:
         for rel, data in sorted(files.items()):
             target = (tmp / rel).resolve()
@@ -100,7 +180,7 @@ def _fill_and_swap(tmp: Path, dest: Path, files: dict[str, bytes], what: str,
             target.parent.mkdir(parents=True, exist_ok=True)
             target.write_bytes(data)
         if keep_same and dest.is_dir():
-            _carry_over(dest, tmp, files)
+            _carry_over(dest, tmp, files, keep_all)
         old = None
         if dest.exists():
             old = dest.parent / f".{dest.name}.old.{os.getpid()}"
@@ -136,9 +216,18 @@ def write_file_atomic(path: str | Path, data: bytes) -> None:
     p = Path(path)
     try:
         p.parent.mkdir(parents=True, exist_ok=True)
+        if p.is_symlink():
+            raise SnncError(f"'{p}' is a symbolic link; snnc does not write through links",
+                            hint="give the file it points to, or another path")
         fd, tmp = tempfile.mkstemp(prefix=f".{p.name}.", dir=p.parent)
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-        os.replace(tmp, p)
+        try:
+            os.fchmod(fd, _mode(0o666, p if p.is_file() else None))
+            with os.fdopen(fd, "wb") as f:
+                f.write(data)
+            os.replace(tmp, p)
+        except BaseException:
+            with contextlib.suppress(OSError):
+                os.unlink(tmp)
+            raise
     except OSError as e:
         raise SnncError(f"cannot write '{p}': {e.strerror}") from None

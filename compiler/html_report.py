@@ -36,12 +36,12 @@ import html
 import io
 import json
 import math
-import unicodedata
 from collections.abc import Callable, Mapping, Sequence
 from numbers import Integral, Real
 from pathlib import Path
 from typing import Any
 
+from snnc.ir.errors import printable
 from snnc.passmanager import split_pipeline
 
 #: forbids every request: no scripts, frames, fonts, fetches; styles only inline;
@@ -80,23 +80,10 @@ _NEURON_KINDS = frozenset({"if", "lif", "ttfsneuron", "spikesoftmax"})
 
 
 # ------------------------------------------------------------------ text ------------------
-_NAMED_ESCAPES = {"\t": "\\t", "\n": "\\n", "\r": "\\r"}
-#: control, format (bidi overrides, zero-width), surrogate, line/paragraph separators
-_HIDDEN = frozenset({"Cc", "Cf", "Cs", "Zl", "Zp"})
-
-
 def visible(s: Any) -> str:
-    """str(s) with every control / format character written as a Python-style escape."""
-    out = []
-    for ch in str(s):
-        if unicodedata.category(ch) in _HIDDEN:
-            o = ord(ch)
-            out.append(_NAMED_ESCAPES.get(ch) or (
-                f"\\x{o:02x}" if o <= 0xFF else f"\\u{o:04x}" if o <= 0xFFFF
-                else f"\\U{o:08x}"))
-        else:
-            out.append(ch)
-    return "".join(out)
+    """str(s) with every control / format character written as a Python-style escape
+    (snnc.ir.errors.printable: the one escaping function for names from a model)."""
+    return printable(s)
 
 
 def text(s: Any) -> str:

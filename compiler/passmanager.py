@@ -10,7 +10,6 @@ from __future__ import annotations
 import dataclasses
 import re
 import time
-from pathlib import Path
 from typing import Any, TextIO
 
 from snnc.ir.errors import SnncError
@@ -102,12 +101,11 @@ def pipeline_spec(passes: list[Pass]) -> str:
 
 
 def run_passes(graph: Graph, passes: list[Pass], ctx: PassContext, *,
-               print_ir_after_all: TextIO | None = None, dump_dir: Path | None = None,
+               print_ir_after_all: TextIO | None = None, dumps: dict[str, bytes] | None = None,
                timings: dict[str, float] | None = None) -> Graph:
     verify(graph)
-    if dump_dir is not None:
-        dump_dir.mkdir(parents=True, exist_ok=True)
-        (dump_dir / "00-import.snnir").write_text(print_graph(graph))
+    if dumps is not None:  # the IR after every pass, NN-pass.snnir -> text (--dump-ir)
+        dumps["00-import.snnir"] = print_graph(graph).encode()
     for i, p in enumerate(passes, start=1):
         missing = p.requires - graph.facts
         if missing:
@@ -125,6 +123,6 @@ def run_passes(graph: Graph, passes: list[Pass], ctx: PassContext, *,
         if print_ir_after_all is not None:
             print_ir_after_all.write(f"// ----- IR after {p.spec()} -----\n")
             print_ir_after_all.write(print_graph(graph))
-        if dump_dir is not None:
-            (dump_dir / f"{i:02d}-{p.name}.snnir").write_text(print_graph(graph))
+        if dumps is not None:
+            dumps[f"{i:02d}-{p.name}.snnir"] = print_graph(graph).encode()
     return graph

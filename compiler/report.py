@@ -5,6 +5,7 @@ import math
 from typing import Any
 
 from snnc.ir import ops as O
+from snnc.ir.errors import printable
 from snnc.ir.graph import Graph
 
 
@@ -33,7 +34,8 @@ def layer_table(g: Graph) -> list[dict[str, Any]]:
 
 
 def format_table(header: list[str], rows: list[list[Any]]) -> str:
-    cells = [[str(c) for c in r] for r in [header, *rows]]
+    """A plain-text table; every cell through printable() (names come from the model)."""
+    cells = [[printable(c) for c in r] for r in [header, *rows]]
     widths = [max(len(r[i]) for r in cells) for i in range(len(header))]
     lines = ["  ".join(c.ljust(w) for c, w in zip(r, widths)).rstrip() for r in cells]
     lines.insert(1, "  ".join("-" * w for w in widths))

@@ -6,6 +6,31 @@ prints `str(err)` on one line and exits with `err.exit_code` (2).
 """
 from __future__ import annotations
 
+import unicodedata
+from typing import Any
+
+_NAMED_ESCAPES = {"\t": "\\t", "\n": "\\n", "\r": "\\r"}
+#: control, format (bidi overrides, zero-width), surrogate, line/paragraph separators
+_HIDDEN = frozenset({"Cc", "Cf", "Cs", "Zl", "Zp"})
+
+
+def printable(s: Any, keep: str = "") -> str:
+    """str(s) with every control, format, surrogate and line-separator character written
+    as a Python-style escape (ESC as \\x1b, a bidi override as \\u202e, a newline as
+    \\n), except the characters in `keep`. The one function every name from a model goes
+    through before it reaches a terminal or a report: a name cannot move the cursor,
+    clear the screen, forge a line or reorder what is printed around it."""
+    out = []
+    for ch in str(s):
+        if ch not in keep and unicodedata.category(ch) in _HIDDEN:
+            o = ord(ch)
+            out.append(_NAMED_ESCAPES.get(ch) or (
+                f"\\x{o:02x}" if o <= 0xFF else f"\\u{o:04x}" if o <= 0xFFFF
+                else f"\\U{o:08x}"))
+        else:
+            out.append(ch)
+    return "".join(out)
+
 
 class SnncError(Exception):
     """A user-facing compile error.
@@ -28,5 +53,5 @@ class SnncError(Exception):
             text = f"node '{self.node}': {text}"
         if self.hint:
             text = f"{text}; {self.hint}"
-        # One line: messages may quote user-supplied names containing newlines.
-        return " ".join(text.split("\n"))
+        # One line, nothing a terminal interprets: messages quote names from the model.
+        return printable(text)

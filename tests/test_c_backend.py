@@ -585,8 +585,32 @@ def test_cli_says_when_the_c_name_is_changed(tmp_path, capsys):
     assert main([str(EXAMPLES / "mnist_cnn.onnx"), "-o", str(tmp_path / "o"), "--calib",
                  str(EXAMPLES / "mnist_calib.npz"), "--backend", "c", "--c-name", "9bad-name",
                  "--timesteps", "4"]) == 0
-    assert "the C code uses the prefix 'n9bad_name'" in capsys.readouterr().out
+    assert "the C code uses 'n9bad_name'" in capsys.readouterr().out
     assert (tmp_path / "o" / "c" / "n9bad_name.h").is_file()
+
+
+@need_gcc
+@pytest.mark.parametrize("name", ["main_example", "Makefile", "clean", "x" * 5000])
+def test_c_names_never_clobber_generated_files_and_always_build(tmp_path, name):
+    """A prefix equal to a generated file's stem or a reserved build target gets '_net';
+    a very long one is cut with a hash; the generated folder then builds with make under
+    -pedantic -Werror and runs."""
+    out = tmp_path / "o"
+    assert main([str(EXAMPLES / "mnist_cnn.onnx"), "-o", str(out), "--calib",
+                 str(EXAMPLES / "mnist_calib.npz"), "--backend", "c", "--c-name", name,
+                 "--timesteps", "2"]) == 0
+    c = out / "c"
+    stems = [p.name[:-len("_weights.c")] for p in c.glob("*_weights.c")]
+    assert len(stems) == 1 and len(stems[0]) <= 24
+    prefix = stems[0]
+    assert prefix.lower() not in ("main_example", "makefile", "clean")
+    assert {"main_example.c", "Makefile", "CMakeLists.txt", f"{prefix}.c",
+            f"{prefix}.h"} <= {p.name for p in c.iterdir()}
+    r = subprocess.run(["make", "-C", str(c), f"CFLAGS={' '.join(STRICT)}"],
+                       capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr
+    assert "Makefile" in {p.name for p in c.iterdir()}
+    assert (c / f"{prefix}_example").is_file()
 
 
 @pytest.mark.skipif(shutil.which("arm-none-eabi-gcc") is None,

@@ -76,9 +76,20 @@ def test_dump_ir_and_print_ir(model_files, capsys):
     d = model_files
     assert main([str(d / "m.onnx"), "-o", str(d / "out"), "--calib", str(d / "calib.npz"),
                  "--dump-ir", str(d / "ir"), "--print-ir-after-all"]) == 0
-    names = sorted(p.name for p in (d / "ir").iterdir())
+    names = sorted(p.name for p in (d / "ir").glob("*.snnir"))
     assert names[0] == "00-import.snnir" and names[-1].endswith("convert-to-snn.snnir")
     assert "IR after convert-to-snn" in capsys.readouterr().err
+    # again into the same folders (both snnc's): fine
+    assert main([str(d / "m.onnx"), "-o", str(d / "out"), "--calib", str(d / "calib.npz"),
+                 "--dump-ir", str(d / "ir")]) == 0
+    # a compile that fails after its passes ran leaves neither OUT nor the dumps
+    assert main([str(d / "m.onnx"), "-o", str(d / "out2"), "--calib", str(d / "calib.npz"),
+                 "--dump-ir", str(d / "ir2"), "--pipeline", "fold-batchnorm"]) == 2
+    assert not (d / "out2").exists() and not (d / "ir2").exists()
+    # dumps inside OUT would be replaced with it: refused before any work
+    assert main([str(d / "m.onnx"), "-o", str(d / "out"), "--calib", str(d / "calib.npz"),
+                 "--dump-ir", str(d / "out" / "ir")]) == 2
+    assert "overlap" in capsys.readouterr().err
 
 
 def _unsupported_model(path):

@@ -29,7 +29,7 @@ from typing import Any
 
 import jinja2
 import numpy as np
-from snnc.backends.c.names import c_float, c_int, comment, sanitize
+from snnc.backends.c.names import c_float, c_int, c_prefix, comment
 from snnc.backends.c.plan import STEP_OWNER, Plan, plan_graph, spike_layer_names
 from snnc.ir.errors import SnncError
 from snnc.ir.graph import Graph
@@ -95,7 +95,7 @@ class CBackend:
         """version: snnc's, written into the generated files; format_table(header, rows):
         the compiler's text-table formatter, for footprint.md (passed in: a backend
         imports nothing from the compiler)."""
-        self.c_name = sanitize(name, 24)
+        self.c_name = c_prefix(name)
         self.source = source
         self.version = version
         self.format_table = format_table
