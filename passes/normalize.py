@@ -43,8 +43,11 @@ through folding and the relu-before-maxpool rewrite).
 Decision: a channel that never activates on the calibration data gets the layer-wise
 lambda (1 if the whole layer is silent), so it stays silent rather than dividing by zero.
 Decision: a residual Add is brought to the scale of the neuron that consumes it; a Concat
-in channel mode concatenates its inputs' scales (no rescaling); in the scalar modes every
-value keeps one scale, so a Concat's inputs are rescaled to the scale its consumer wants.
+of channels (axis 0), and in channel mode any Concat, concatenates its inputs' scales (no
+rescaling: each channel keeps its own scale, which max-pool and average pool keep and the
+next Conv absorbs per input channel), so spikes stay spikes through an Inception-style
+Concat -> MaxPool; a Concat along another axis in the scalar modes has its inputs rescaled
+to the scale its consumer wants.
 Decision: a value whose scale varies over H, W (e.g. after a Reshape from a per-feature
 scale) is rescaled to its per-channel maximum before a Conv or a pooling op; a Conv whose
 target varies over H, W (e.g. Conv -> Flatten -> Relu) takes its per-channel maximum, and
@@ -300,7 +303,7 @@ class Normalize(Pass):
                     shift=None if not op.shift else g.add_param(
                         f"{op.name}.shift.n", _div(g.params[op.shift], s_out)))
                 scale[op.out] = s_out
-            elif isinstance(op, O.Concat) and chan:
+            elif isinstance(op, O.Concat) and (chan or op.axis == 0):
                 new = op  # the output's scale is the concatenation of the inputs' scales
                 scale[op.out] = compact(np.concatenate(
                     [full(v, scale[v]) for v in op.xs], axis=op.axis), g.shape(op.out))
