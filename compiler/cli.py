@@ -38,6 +38,21 @@ def _tty_progress(description: str, total: int) -> Iterator[Callable[[int], None
         yield bar.update
 
 
+def _common(p: argparse.ArgumentParser) -> None:
+    """The options every command takes."""
+    p.add_argument("--max-memory", metavar="SIZE",
+                   help="memory budget (bytes or K/M/G/T): sizes that come from the "
+                   "input files or the flags are checked against it before anything is "
+                   "allocated (default: half the physical memory, or SNNC_MAX_MEMORY)")
+    p.add_argument("--debug", action="store_true", help="show tracebacks")
+
+
+def _set_budget(a: argparse.Namespace) -> None:
+    from snnc import budget
+
+    budget.set_limit(None if a.max_memory is None else budget.parse_size(a.max_memory))
+
+
 class _Parser(argparse.ArgumentParser):
     def error(self, message: str):  # usage errors: one line, exit 2
         raise SnncError(f"{message} (see '{self.prog} --help')")
@@ -131,7 +146,7 @@ def _compile_parser() -> argparse.ArgumentParser:
                    help="print the IR after every pass to stderr")
     p.add_argument("--dump-ir", metavar="DIR", help="write the IR after every pass to DIR")
     p.add_argument("--time-passes", action="store_true", help="print time spent per pass")
-    p.add_argument("--debug", action="store_true", help="show tracebacks")
+    _common(p)
     p.add_argument("--version", action="version", version=f"snnc {__version__}")
     return p
 
@@ -140,7 +155,7 @@ def _check_parser() -> argparse.ArgumentParser:
     p = _Parser(prog="snnc check", description="Report, node by node, what snnc can "
                 "compile. Exit 0 only when the whole model can be compiled.")
     p.add_argument("model")
-    p.add_argument("--debug", action="store_true")
+    _common(p)
     return p
 
 
@@ -167,7 +182,7 @@ def _eval_parser() -> argparse.ArgumentParser:
     p.add_argument("--no-diagnostics", action="store_true",
                    help="only accuracy, spikes and SynOps (faster)")
     p.add_argument("--batch", type=int, default=100)
-    p.add_argument("--debug", action="store_true")
+    _common(p)
     return p
 
 
@@ -194,7 +209,7 @@ def _sweep_parser() -> argparse.ArgumentParser:
                    help="no (default), yes or no,yes: bias calibration (compiled per T)")
     p.add_argument("--json", metavar="FILE", help="also write the results as JSON")
     p.add_argument("--batch", type=int, default=100)
-    p.add_argument("--debug", action="store_true")
+    _common(p)
     return p
 
 
@@ -209,7 +224,7 @@ def _place_parser() -> argparse.ArgumentParser:
                    help="inputs to measure spike rates on (the traffic the placement "
                    "minimizes); without, every neuron counts 1 spike per step")
     p.add_argument("--seed", type=int, default=0, help="seed of the placement optimizer")
-    p.add_argument("--debug", action="store_true", help="show tracebacks")
+    _common(p)
     return p
 
 
@@ -237,7 +252,7 @@ def _opt_parser() -> argparse.ArgumentParser:
     p.add_argument("--time-passes", action="store_true", help="print time spent per pass")
     p.add_argument("--list-passes", action="store_true",
                    help="list the passes with their options and exit")
-    p.add_argument("--debug", action="store_true", help="show tracebacks")
+    _common(p)
     return p
 
 
@@ -316,7 +331,7 @@ def _export_input_parser() -> argparse.ArgumentParser:
                 "order, samples one after the other.")
     _c_sample_args(p, count_default=None)
     p.add_argument("-o", "--output", required=True, metavar="INPUT.bin")
-    p.add_argument("--debug", action="store_true")
+    _common(p)
     return p
 
 
@@ -351,7 +366,7 @@ def _verify_c_parser() -> argparse.ArgumentParser:
     p.add_argument("--timesteps", type=int, help="steps (default: the compile-time T)")
     p.add_argument("--cc", metavar="PATH", help="the C compiler (default: cc, gcc, clang)")
     p.add_argument("--json", metavar="FILE", help="also write the comparison as JSON")
-    p.add_argument("--debug", action="store_true")
+    _common(p)
     return p
 
 
@@ -611,7 +626,7 @@ def _cmd_eval(a: argparse.Namespace) -> int:
 
 #: compile settings a config file may not set (they name this run's files)
 NOT_IN_CONFIG = ("model", "output", "force", "config", "depfile", "print_ir_after_all",
-                 "dump_ir",
+                 "dump_ir", "max_memory",
                  "time_passes", "debug", "help", "version")
 
 
@@ -732,6 +747,7 @@ def _main(argv: Sequence[str] | None = None) -> int:
                       "opt": _opt_parser, "export-input": _export_input_parser,
                       "verify-c": _verify_c_parser}[argv[0]]()
             a = parser.parse_args(argv[1:])
+            _set_budget(a)
             return {"check": _cmd_check, "eval": _cmd_eval, "sweep": _cmd_sweep,
                     "place": _cmd_place, "opt": _cmd_opt,
                     "export-input": _cmd_export_input, "verify-c": _cmd_verify_c}[argv[0]](a)
@@ -740,6 +756,7 @@ def _main(argv: Sequence[str] | None = None) -> int:
         if config is not None:
             parser.set_defaults(**_config_defaults(parser, config))
         a = parser.parse_args(argv)
+        _set_budget(a)
         a.config_file = config
         return _cmd_compile(a)
     except SnncError as e:

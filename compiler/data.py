@@ -8,6 +8,42 @@ import numpy as np
 from snnc.ir.errors import SnncError
 
 
+def _check_members(p: Path, what: str) -> None:
+    """Before reading: every member's declared array (its .npy header) fits the memory
+    budget, matches the member's size (a zip bomb or a header that lies is refused), and
+    holds numbers (no pickled objects)."""
+    from snnc.budget import array_bytes, check
+
+    try:
+        with zipfile.ZipFile(p) as z:
+            for info in z.infolist():
+                if not info.filename.endswith(".npy"):
+                    continue
+                name = info.filename[:-4]
+                with z.open(info) as f:
+                    version = np.lib.format.read_magic(f)
+                    if version == (1, 0):
+                        shape, _, dtype = np.lib.format.read_array_header_1_0(f)
+                    else:
+                        shape, _, dtype = np.lib.format.read_array_header_2_0(f)
+                    header = f.tell()
+                if dtype.hasobject:
+                    raise SnncError(f"{what} file '{p}': array '{name}' holds Python "
+                                    "objects (a pickle), which snnc never loads",
+                                    hint="save numeric arrays")
+                nbytes = array_bytes(shape, dtype.itemsize)
+                check(f"{what} file '{p}': array '{name}' {list(shape)} {dtype}", nbytes)
+                if info.file_size != header + nbytes:
+                    raise SnncError(f"{what} file '{p}': array '{name}' declares "
+                                    f"{int(nbytes)} bytes of data but holds "
+                                    f"{info.file_size - header} (a corrupted file)")
+    except SnncError:
+        raise
+    except (ValueError, OSError, zipfile.BadZipFile, EOFError, RuntimeError,
+            NotImplementedError) as e:
+        raise SnncError(f"{what} file '{p}' is not a readable .npz ({e})") from None
+
+
 def load_npz(path: str | Path, input_shape: tuple[int, ...], *, need_labels: bool,
              what: str = "data", classes: int | None = None
              ) -> tuple[np.ndarray, np.ndarray | None]:
@@ -24,6 +60,7 @@ def load_npz(path: str | Path, input_shape: tuple[int, ...], *, need_labels: boo
         kind = "a single .npy array" if npy else "not an .npz archive"
         raise SnncError(f"{what} file '{p}' is {kind}, expected an .npz with arrays x "
                         "(and y)", hint=hint)
+    _check_members(p, what)
     try:
         with np.load(p, allow_pickle=False) as z:
             keys = set(z.files)

@@ -16,6 +16,7 @@ from snnc import __version__, html_report
 from snnc.backends import BACKENDS
 from snnc.backends.place.targets import load_target, preset_names
 from snnc.backends.sim import Simulator, accelerated, cpus, describe, network, runtime
+from snnc.budget import check_simulation
 from snnc.calibration import IrCalibration, OnnxCalibration, ort_batches, ort_session
 from snnc.data import load_npz
 from snnc.diagnostics import Diagnostics, cost_table, energy, verdicts
@@ -171,8 +172,12 @@ class Options:
                 raise SnncError(f"unknown {name} '{val}'", hint=f"use {' or '.join(allowed)}")
         if self.arith not in ("float", "fixed"):  # C backend (issue 4)
             raise SnncError(f"unknown arithmetic '{self.arith}'", hint="use float or fixed")
-        if self.timesteps < 1:
-            raise SnncError(f"timesteps must be >= 1, got {self.timesteps}")
+        from snnc.budget import MAX_TIMESTEPS
+
+        if not 1 <= self.timesteps <= MAX_TIMESTEPS:
+            raise SnncError(f"timesteps must be in [1, {MAX_TIMESTEPS}], got {self.timesteps}")
+        if self.fit_steps() is not None and sum(self.fit_steps()) > MAX_TIMESTEPS:
+            raise SnncError(f"--fit {self.fit}: T1 + T2 must be <= {MAX_TIMESTEPS}")
         if not 0.0 <= self.v_init < 1.0:
             raise SnncError(f"v_init must be in [0, 1) (a fraction of the threshold), "
                             f"got {self.v_init}")
@@ -751,6 +756,7 @@ def evaluate_arrays(graph: Graph, model: onnx.ModelProto, x: np.ndarray, y: np.n
     steps = sorted(set(timesteps))
     if graph.meta.get("coding") == "ttfs":
         table, diagnose = None, False  # rate-coding diagnostics
+    check_simulation(graph, min(batch, len(x)), max(steps))
     kernels = accelerated()
     net = network(graph, kernels, cpus())
     obs = Diagnostics(net.g, max(steps), steps) if diagnose else None

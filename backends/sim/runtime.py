@@ -1250,6 +1250,8 @@ class _SpikeTimes:
 
 
 def _main(argv: list[str]) -> int:
+    """`python OUT/snn_runtime.py OUT --data D.npz`: bad input is one line on stderr and
+    exit code 2, never a traceback."""
     import argparse
 
     ap = argparse.ArgumentParser(description="Run an snnc-compiled SNN with numpy alone.")
@@ -1258,10 +1260,37 @@ def _main(argv: list[str]) -> int:
     ap.add_argument("--timesteps", default="8,16,32,64,128")
     ap.add_argument("--batch", type=int, default=100)
     args = ap.parse_args(argv)
-    net = Network.load(args.out)
-    with np.load(args.data) as z:
-        x, y = z["x"].astype(F32), z["y"].astype(np.int64)
-    res = evaluate(net, x, y, [int(t) for t in args.timesteps.split(",")], args.batch)
+
+    def fail(msg: str) -> int:
+        print(f"snn_runtime: error: {msg}".encode("ascii", "backslashreplace").decode(),
+              file=sys.stderr)
+        return 2
+
+    try:
+        steps = [int(t) for t in args.timesteps.split(",")]
+    except ValueError:
+        return fail(f"--timesteps must be comma-separated integers, got {args.timesteps!r}")
+    if not steps or min(steps) < 1 or args.batch < 1:
+        return fail("--timesteps and --batch must be positive")
+    try:
+        net = Network.load(args.out)
+    except Exception as e:  # a missing or edited OUT: say which, no traceback
+        return fail(f"cannot load the network in {args.out!r}: {type(e).__name__}: {e}")
+    try:
+        with np.load(args.data, allow_pickle=False) as z:
+            if "x" not in z.files or "y" not in z.files:
+                return fail(f"{args.data!r} needs arrays x (N, ...) and y (N,), has "
+                            f"{sorted(z.files)}")
+            x, y = z["x"], z["y"]
+    except Exception as e:
+        return fail(f"cannot read {args.data!r}: {type(e).__name__}: {e}")
+    shape = tuple(net.g["inputs"][0]["shape"])
+    if x.ndim < 1 or tuple(x.shape[1:]) != shape or x.dtype.kind not in "fiub":
+        return fail(f"x has shape {list(x.shape)} ({x.dtype}); the network takes "
+                    f"[N, {', '.join(map(str, shape))}] numbers")
+    if y.shape != (len(x),) or y.dtype.kind not in "iu":
+        return fail(f"y has shape {list(y.shape)} ({y.dtype}); expected [{len(x)}] integers")
+    res = evaluate(net, x.astype(F32), y.astype(np.int64), steps, args.batch)
     for row in res["snn"]:
         print(f"T={row['timesteps']:5d} accuracy={row['accuracy']:.4f} "
               f"spikes/sample={row['spikes_per_sample']:.1f} "
