@@ -3,7 +3,8 @@ flag (an array header, a constant's shape, a declared dimension, a batch, a numb
 time steps) is compared with a memory limit before anything is allocated or simulated.
 
 The limit is `--max-memory` (bytes, or with a K/M/G/T suffix), by default half of the
-machine's physical memory; SNNC_MAX_MEMORY sets it for every command (build systems).
+machine's physical memory (or of the process's address-space limit, when lower);
+SNNC_MAX_MEMORY sets it for every command (build systems).
 A size over it is a SnncError naming the size, the limit and the flag.
 """
 from __future__ import annotations
@@ -33,10 +34,21 @@ def parse_size(text: str | int) -> int:
 
 
 def physical_memory() -> int:
+    """The memory this process may use: the machine's physical memory, or less when the
+    process runs under an address-space limit (ulimit -v, a build sandbox)."""
     try:
-        return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+        mem = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
     except (ValueError, OSError, AttributeError):
-        return 8 << 30
+        mem = 8 << 30
+    try:
+        import resource
+
+        soft, _ = resource.getrlimit(resource.RLIMIT_AS)
+        if soft != resource.RLIM_INFINITY and soft > 0:
+            mem = min(mem, soft)
+    except (ImportError, ValueError, OSError):
+        pass
+    return mem
 
 
 def default_limit() -> int:

@@ -447,8 +447,11 @@ def _parse_steps(text: str) -> list[int]:
     except ValueError:
         raise SnncError(f"--timesteps must be comma-separated integers, got "
                         f"'{text}'") from None
-    if not steps or any(t < 1 for t in steps):
-        raise SnncError(f"--timesteps must be positive integers, got '{text}'")
+    from snnc.budget import MAX_TIMESTEPS
+
+    if not steps or any(not 1 <= t <= MAX_TIMESTEPS for t in steps):
+        raise SnncError(f"--timesteps must be integers in [1, {MAX_TIMESTEPS}], got "
+                        f"'{text}'")
     return steps
 
 
@@ -726,7 +729,12 @@ class _Printable:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    with contextlib.redirect_stdout(_Printable(sys.stdout)):
+    import warnings
+
+    # numpy's and onnxruntime's warnings are not the user's business: whatever they warn
+    # about is either harmless or an error snnc reports itself, in one line
+    with contextlib.redirect_stdout(_Printable(sys.stdout)), warnings.catch_warnings():
+        warnings.simplefilter("ignore")
         return _main(argv)
 
 
@@ -767,6 +775,27 @@ def _main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("snnc: interrupted", file=sys.stderr)
         return 130
+    except BrokenPipeError:  # the reader of stdout left: entry() ends quietly
+        raise
+    except (RecursionError, MemoryError, OSError) as e:
+        # the classes no check can foresee everywhere: an input nested deeper than Python
+        # recurses, an allocation the budget did not cover, a file-system refusal
+        if debug:
+            raise
+        print(f"snnc: error: {_boundary_message(e)}", file=sys.stderr)
+        return 2
+
+
+def _boundary_message(e: BaseException) -> str:
+    if isinstance(e, RecursionError):
+        return ("an input file is nested too deeply to read (JSON or IR literals nested "
+                "thousands of levels)")
+    if isinstance(e, MemoryError):
+        return (f"out of memory ({printable(str(e))[:200]}); lower --max-memory so that "
+                "snnc refuses such sizes up front, or use a smaller --batch")
+    assert isinstance(e, OSError)
+    where = f" '{printable(e.filename)[:300]}'" if e.filename else ""
+    return f"{e.strerror or type(e).__name__}{where}"
 
 
 def entry() -> None:

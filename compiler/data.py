@@ -39,9 +39,11 @@ def _check_members(p: Path, what: str) -> None:
                                     f"{info.file_size - header} (a corrupted file)")
     except SnncError:
         raise
-    except (ValueError, OSError, zipfile.BadZipFile, EOFError, RuntimeError,
-            NotImplementedError) as e:
-        raise SnncError(f"{what} file '{p}' is not a readable .npz ({e})") from None
+    except MemoryError:
+        raise
+    except Exception as e:  # numpy's header parser raises anything on a hostile header
+        raise SnncError(f"{what} file '{p}' is not a readable .npz ({type(e).__name__}: "
+                        f"{str(e)[:200]})") from None
 
 
 def load_npz(path: str | Path, input_shape: tuple[int, ...], *, need_labels: bool,
@@ -72,8 +74,11 @@ def load_npz(path: str | Path, input_shape: tuple[int, ...], *, need_labels: boo
             y = z["y"] if "y" in keys else None
     except SnncError:
         raise
-    except (ValueError, OSError, zipfile.BadZipFile, EOFError) as e:
-        raise SnncError(f"{what} file '{p}' is not a readable .npz ({e})") from None
+    except MemoryError:
+        raise
+    except Exception as e:  # a hostile member can make numpy raise anything
+        raise SnncError(f"{what} file '{p}' is not a readable .npz ({type(e).__name__}: "
+                        f"{str(e)[:200]})") from None
     if x.dtype.kind not in "fiub":
         raise SnncError(f"{what} file '{p}': x has dtype {x.dtype}, expected numbers")
     if tuple(x.shape[1:]) != tuple(input_shape) or x.ndim < 1:

@@ -178,6 +178,10 @@ class Options:
             raise SnncError(f"timesteps must be in [1, {MAX_TIMESTEPS}], got {self.timesteps}")
         if self.fit_steps() is not None and sum(self.fit_steps()) > MAX_TIMESTEPS:
             raise SnncError(f"--fit {self.fit}: T1 + T2 must be <= {MAX_TIMESTEPS}")
+        for name in ("seed", "place_seed"):
+            if not 0 <= getattr(self, name) < 2**63:
+                raise SnncError(f"--{name.replace('_', '-')} must be a non-negative integer, "
+                                f"got {getattr(self, name)}")
         if not 0.0 <= self.v_init < 1.0:
             raise SnncError(f"v_init must be in [0, 1) (a fraction of the threshold), "
                             f"got {self.v_init}")
@@ -381,6 +385,13 @@ def compile_model(model_path: str | Path, out_dir: str | Path | None, *,
         raise SnncError(f"normalization '{opts.norm}' needs calibration data",
                         hint="pass --calib CALIB.npz (a few hundred training inputs as x), "
                              "or --norm clip for a network whose every activation is a Clip")
+    if depfile is not None:
+        dep = Path(os.path.abspath(depfile))
+        for p in input_files(source, model, None if calib is None else Path(calib)) + (
+                [] if config is None else [Path(config)]):
+            if Path(os.path.abspath(p)) == dep:
+                raise SnncError(f"--depfile '{depfile}' is an input of this compile",
+                                hint="name a new file, e.g. OUT.d")
     imported, graph, ctx = convert(model, opts, calib_x=calib_x,
                                    print_ir_after_all=print_ir_after_all,
                                    dumps=dumps,
@@ -486,6 +497,8 @@ def place(out_dir: str | Path, target: str, *, calib: str | Path | None = None,
           seed: int = 0) -> dict[str, Any]:
     """Place an already compiled network (OUT) on another target: OUT/place/ is replaced
     (atomically); the rest of OUT is untouched. Returns the summary and the text."""
+    if not 0 <= seed < 2**63:
+        raise SnncError(f"--seed must be a non-negative integer, got {seed}")
     from snnc.backends.place import PlaceBackend, placeable
     from snnc.fsutil import write_subdir_atomic
 
@@ -892,6 +905,7 @@ def sweep(model_path: str | Path, calib: str | Path | None, data: str | Path,
             results: list[dict[str, Any]] = []
             for o, ts in plan:
                 _, graph, _ = convert(model, o, calibration=calibration, progress=progress)
+                check_simulation(graph, min(batch, len(x)), max(ts))
                 res = runtime.evaluate(network(graph, accelerated(), cpus()), x, y, ts,
                                        batch=batch, progress=update)
                 results.extend(res["snn"])

@@ -22,8 +22,9 @@ from typing import Any
 import numpy as np
 import onnx
 from onnx import numpy_helper
+from snnc import budget
 from snnc.ir import ops as O
-from snnc.ir.errors import SnncError
+from snnc.ir.errors import SnncError, printable
 from snnc.ir.graph import Graph, Value
 
 MIN_OPSET = 9
@@ -85,7 +86,30 @@ def _opset(model: onnx.ModelProto) -> int:
     raise SnncError("the model imports no default-domain ONNX opset")
 
 
+def _text(v: Any) -> str:
+    """A name as str: protobuf hands out bytes for a string field that is not UTF-8."""
+    return v.decode("utf-8", "backslashreplace") if isinstance(v, bytes) else v
+
+
+def _decode_names(model: onnx.ModelProto) -> None:
+    """Every name in the graph as valid text (the same bytes always decode the same way,
+    so references between nodes stay intact)."""
+    g = model.graph
+    for n in g.node:
+        n.name, n.op_type, n.domain = _text(n.name), _text(n.op_type), _text(n.domain)
+        for field_ in (n.input, n.output):
+            vals = [_text(v) for v in field_]
+            del field_[:]
+            field_.extend(vals)
+        for a in n.attribute:
+            a.name = _text(a.name)
+    for coll in (g.initializer, g.input, g.output, g.value_info):
+        for t in coll:
+            t.name = _text(t.name)
+
+
 def check_and_infer(model: onnx.ModelProto) -> onnx.ModelProto:
+    _decode_names(model)
     opset = _opset(model)
     if opset < MIN_OPSET:
         raise SnncError(f"opset {opset} is older than the oldest supported ({MIN_OPSET})",
@@ -119,7 +143,24 @@ class _Ctx:
 
     # ---- helpers for importers ----
     def attrs(self) -> dict[str, Any]:
-        return {a.name: onnx.helper.get_attribute_value(a) for a in self.node.attribute}
+        """The node's attributes; each must have the type the op's schema declares (a
+        mutated file can carry a string where an int belongs)."""
+        try:
+            schema = onnx.defs.get_schema(self.node.op_type, self.opset,
+                                          self.node.domain or "")
+            declared = {k: v.type for k, v in schema.attributes.items()}
+        except Exception:  # no schema (unknown op): the importer refuses it anyway
+            declared = {}
+        out = {}
+        for a in self.node.attribute:
+            want = declared.get(a.name)
+            if want is not None and a.type != want:
+                raise Unsupported(
+                    f"attribute '{printable(a.name)}' has type "
+                    f"{onnx.AttributeProto.AttributeType.Name(a.type)}, the op's schema "
+                    f"declares {onnx.AttributeProto.AttributeType.Name(want)}")
+            out[a.name] = onnx.helper.get_attribute_value(a)
+        return out
 
     def is_const(self, name: str) -> bool:
         return name in self.consts
@@ -172,6 +213,11 @@ def _spatial_attrs(ctx: _Ctx, shape: tuple[int, ...], kernel: tuple[int, int],
                           f"shape {list(shape)}")
     strides = tuple(a.get("strides", (1, 1)))
     dil = tuple(a.get("dilations", (1, 1)))
+    for what, vals in (("strides", strides), ("dilations", dil), ("kernel_shape", kernel)):
+        if len(vals) != 2 or any(int(v) < 1 for v in vals):
+            raise Unsupported(f"{what} {list(vals)}: expected 2 integers >= 1")
+    if any(int(p) < 0 for p in a.get("pads", ())):
+        raise Unsupported(f"pads {list(a['pads'])}: expected integers >= 0")
     if not allow_dilation and dil != (1, 1):
         raise Unsupported("dilations are not supported for this op")
     auto = a.get("auto_pad", b"NOTSET")
@@ -697,6 +743,10 @@ def _fold(ctx: _Ctx, node: onnx.NodeProto) -> list[np.ndarray]:
         shape = ctx.consts[node.input[0]].astype(np.int64).reshape(-1)
         v = numpy_helper.to_array(a["value"]).reshape(-1) if "value" in a else \
             np.zeros(1, np.float32)
+        if (shape < 0).any():
+            raise Unsupported(f"ConstantOfShape of negative shape {shape.tolist()}")
+        budget.check(f"ConstantOfShape {shape.tolist()}",
+                     budget.array_bytes(shape.tolist(), v.dtype.itemsize))
         return [np.full(tuple(int(d) for d in shape), v[0], dtype=v.dtype)]
     if t in ("Shape", "Size") and node.input[0] in ctx.env:
         full = np.array((ctx.batch or BATCH_SENTINEL, *ctx.shape(node.input[0])), np.int64)
@@ -720,6 +770,33 @@ def _fold(ctx: _Ctx, node: onnx.NodeProto) -> list[np.ndarray]:
     except Exception as e:
         raise Unsupported(f"constant folding failed: {str(e).splitlines()[0]}") from None
     return [np.asarray(r) for r in res]
+
+
+def _initializer(init: onnx.TensorProto) -> np.ndarray:
+    """An initializer as an array, after checking its declared size against the memory
+    budget and that its data matches its declaration; float weights must be finite."""
+    what = f"initializer '{init.name}' {list(init.dims)}"
+    if any(d < 0 for d in init.dims):
+        raise SnncError(f"{what} has a negative dimension", node=init.name)
+    try:
+        itemsize = onnx.helper.tensor_dtype_to_np_dtype(init.data_type).itemsize
+    except (KeyError, ValueError, TypeError):
+        raise SnncError(f"{what} has an unknown data type {init.data_type}",
+                        node=init.name) from None
+    budget.check(what, budget.array_bytes(init.dims, itemsize), node=init.name)
+    try:
+        arr = numpy_helper.to_array(init)
+    except Exception as e:  # raw data of the wrong length, bad external data, ...
+        raise SnncError(f"{what} cannot be read: {str(e).splitlines()[0][:200]}",
+                        node=init.name, hint="re-export the model") from None
+    if tuple(arr.shape) != tuple(init.dims):
+        raise SnncError(f"{what} holds data of shape {list(arr.shape)}", node=init.name)
+    # NaN anywhere, Inf in weights (an infinite scalar can be a Clip's open bound)
+    if arr.dtype.kind == "f" and (np.isnan(arr).any()
+                                  or (arr.size > 1 and not np.isfinite(arr).all())):
+        raise SnncError(f"{what} holds NaN or Inf values", node=init.name,
+                        hint="the trained weights are broken; retrain or re-export")
+    return arr
 
 
 def _foldable(ctx: _Ctx, node: onnx.NodeProto) -> bool:
@@ -752,11 +829,14 @@ def import_model(model: onnx.ModelProto, *, strict: bool = True) -> ImportResult
 
     strict: raise one SnncError listing every unsupported node (else return the report
     with graph=None so `snnc check` can print it)."""
+    if not model.graph.output:
+        raise SnncError("the model has no outputs: there is nothing to convert",
+                        hint="export the network with its output tensor")
     model = check_and_infer(model)
     ctx = _Ctx(model=model, opset=_opset(model))
     g = ctx.graph
     for init in model.graph.initializer:
-        ctx.consts[init.name] = numpy_helper.to_array(init)
+        ctx.consts[init.name] = _initializer(init)
     for vi in list(model.graph.value_info) + list(model.graph.output):
         dims = vi.type.tensor_type.shape.dim
         ctx.onnx_shapes[vi.name] = tuple(d.dim_value if d.HasField("dim_value") else None
@@ -777,6 +857,12 @@ def import_model(model: onnx.ModelProto, *, strict: bool = True) -> ImportResult
                             hint="export with fixed spatial sizes (only the batch may vary)")
         if dims[0]:
             ctx.batch = dims[0]
+        budget.check(f"input '{inp.name}' {dims}: one sample",
+                     budget.array_bytes(dims[1:], 4), node=inp.name)
+        if dims[0]:
+            budget.check(f"input '{inp.name}' {dims}: a batch of its fixed size "
+                         f"{dims[0]}", budget.array_bytes(dims, 4), node=inp.name,
+                         hint="export the model with a dynamic batch axis")
         g.inputs.append(inp.name)
         g.values[inp.name] = Value(inp.name, tuple(int(d) for d in dims[1:]))
         ctx.env[inp.name] = inp.name

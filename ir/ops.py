@@ -23,6 +23,7 @@ import math
 from dataclasses import dataclass, field, fields
 from typing import Any, ClassVar
 
+import numpy as np
 from snnc.ir.errors import SnncError
 from snnc.ir.semantics import spatial_out
 
@@ -98,6 +99,15 @@ class _Windowed:
                       pads: tuple, dilations: tuple, ceil_mode: bool) -> tuple[int, int]:
         if len(shape) != 3:
             raise op.error(f"expects a (C, H, W) input per sample, got shape {list(shape)}")
+        for what, vals, low in (("kernel", kernel, 1), ("strides", strides, 1),
+                                ("dilations", dilations, 1), ("pads", pads, 0)):
+            if (len(vals) != (4 if what == "pads" else 2)
+                    or not all(isinstance(v, (int, np.integer)) and not isinstance(v, bool)
+                               and low <= v < 2**31 for v in vals)):
+                raise op.error(f"{what} {list(vals)}: expected "
+                               f"{4 if what == 'pads' else 2} integers >= {low}",
+                               hint="re-export the model; a zero or negative "
+                                    f"{what[:-1] if what != 'pads' else 'pad'} is invalid")
         outs = []
         for i in range(2):
             o = spatial_out(shape[1 + i], kernel[i], strides[i], pads[i], pads[2 + i],
@@ -134,6 +144,8 @@ class Conv(Op, _Windowed):
         w = params[self.weight]
         if w.ndim != 4:
             raise self.error(f"weight must be 4-D (O, C/groups, kh, kw), got {list(w.shape)}")
+        if not isinstance(self.groups, int) or self.groups < 1:
+            raise self.error(f"groups must be an integer >= 1, got {self.groups!r}")
         c = shapes[0][0] if shapes[0] else 0
         if c != w.shape[1] * self.groups or w.shape[0] % self.groups:
             raise self.error(f"input has {c} channels but weight {list(w.shape)} with "

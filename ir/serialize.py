@@ -6,8 +6,10 @@ order, zip entries with a fixed date, so the same graph gives byte-identical fil
 """
 from __future__ import annotations
 
+import hashlib
 import io
 import json
+import re
 import zipfile
 from dataclasses import fields
 from pathlib import Path
@@ -106,11 +108,28 @@ def npz_bytes(arrays: dict[str, np.ndarray]) -> bytes:
     return buf.getvalue()
 
 
+_SAFE_KEY = re.compile(r"[ -~]{1,200}\Z")
+
+
+def param_key(name: str) -> str:
+    """The params.npz entry of a param: its name when it is short printable ASCII, else
+    '~' and a hash of the name (a zip member name cannot hold NUL, and very long or odd
+    names break zip readers); graph.json's "param_keys" maps such names to their key."""
+    if _SAFE_KEY.match(name) and not name.startswith("~"):
+        return name
+    return "~" + hashlib.sha1(name.encode("utf-8", "surrogatepass")).hexdigest()
+
+
 def graph_files(graph: Graph) -> dict[str, bytes]:
     """The on-disk form as {file name: bytes}."""
     used = sorted({p for op in graph.ops for p in op.param_names()})
-    return {GRAPH_FILE: dumps_json(graph_to_dict(graph)),
-            PARAMS_FILE: npz_bytes({p: graph.params[p] for p in used})}
+    keys = {p: param_key(p) for p in used}
+    d = graph_to_dict(graph)
+    renamed = {p: k for p, k in keys.items() if p != k}
+    if renamed:
+        d["param_keys"] = renamed
+    return {GRAPH_FILE: dumps_json(d),
+            PARAMS_FILE: npz_bytes({keys[p]: graph.params[p] for p in used})}
 
 
 def _graph_files(d: Path) -> tuple[Path, Path]:
@@ -127,9 +146,14 @@ def load_meta(directory: str | Path) -> dict[str, Any]:
     d = Path(directory)
     gfile, _ = _graph_files(d)
     try:
-        return dict(json.loads(gfile.read_text()).get("meta", {}))
-    except (ValueError, OSError) as e:
-        raise SnncError(f"cannot read the IR in '{d}': {e}") from None
+        g = json.loads(gfile.read_text())
+        meta = g.get("meta", {}) if isinstance(g, dict) else None
+        if not isinstance(meta, dict):
+            raise ValueError("graph.json is not an snnc graph")
+        return dict(meta)
+    except (ValueError, OSError, RecursionError) as e:
+        raise SnncError(f"cannot read the IR in '{d}': {type(e).__name__}: {e}",
+                        hint="recompile the model") from None
 
 
 def load_graph(directory: str | Path) -> Graph:
@@ -139,6 +163,25 @@ def load_graph(directory: str | Path) -> Graph:
         meta = json.loads(gfile.read_text())
         with np.load(pfile, allow_pickle=False) as z:
             params = {k: z[k] for k in z.files}
-    except (ValueError, OSError, zipfile.BadZipFile) as e:
-        raise SnncError(f"cannot read the IR in '{d}': {e}") from None
-    return graph_from_dict(meta, params)
+    except (ValueError, OSError, zipfile.BadZipFile, EOFError, RecursionError) as e:
+        raise SnncError(f"cannot read the IR in '{d}': {type(e).__name__}: {e}") from None
+    try:
+        if isinstance(meta, dict) and isinstance(meta.get("param_keys"), dict):
+            names = {k: n for n, k in meta["param_keys"].items()}
+            params = {names.get(k, k): v for k, v in params.items()}
+        graph = graph_from_dict(meta, params)
+        from snnc.ir.verify import verify
+
+        verify(graph)
+        for name, a in graph.params.items():
+            if a.dtype.kind not in "fiub" or (a.dtype.kind == "f" and not np.isfinite(a).all()):
+                raise SnncError(f"param '{name}' holds {a.dtype} values that are not finite "
+                                "numbers")
+    except SnncError as e:
+        raise SnncError(f"'{d}' holds an invalid network (edited or corrupted?): "
+                        f"{e.message}", node=e.node, hint="recompile the model") from None
+    except (KeyError, TypeError, ValueError, AttributeError, IndexError,
+            RecursionError, ZeroDivisionError, OverflowError) as e:
+        raise SnncError(f"'{d}' holds an invalid network (edited or corrupted?): "
+                        f"{type(e).__name__}: {e}", hint="recompile the model") from None
+    return graph

@@ -106,6 +106,15 @@ def print_graph(graph: Graph, weights: bool = False) -> str:
     return "\n".join(lines) + "\n"
 
 
+def _shape(sc: _Scanner) -> tuple[int, ...]:
+    v = sc.literal()
+    if (not isinstance(v, list) or len(v) > 8
+            or not all(isinstance(d, int) and not isinstance(d, bool) and 0 <= d < 2**40
+                       for d in v)):
+        raise sc.fail("a shape must be a list of at most 8 sizes")
+    return tuple(v)
+
+
 class _Scanner:
     _dec = json.JSONDecoder()
 
@@ -181,6 +190,20 @@ def _inline_array(sc: _Scanner, shape: tuple[int, ...], dtype: str) -> np.ndarra
 
 def parse_graph(text: str, params: dict[str, np.ndarray] | None = None, *,
                 strict: bool = False) -> Graph:
+    """Parse the text form (see _parse); a text whose literals have the wrong types
+    (a shape that is not a list of sizes, a meta that is not an object, ...) is a
+    SnncError, never another exception."""
+    try:
+        return _parse(text, params, strict)
+    except SnncError:
+        raise
+    except (TypeError, ValueError, KeyError, AttributeError, IndexError, OverflowError,
+            ZeroDivisionError) as e:
+        raise SnncError(f"snnir: not a valid IR ({type(e).__name__}: "
+                        f"{str(e).splitlines()[0][:200] if str(e) else ''})") from None
+
+
+def _parse(text: str, params: dict[str, np.ndarray] | None, strict: bool) -> Graph:
     """Parse the text form. Weights come from inline values, else from `params` (shapes
     and dtypes must match the declarations), else (unless strict) are zero arrays of the
     declared shapes (enough for structure)."""
@@ -238,12 +261,17 @@ def parse_graph(text: str, params: dict[str, np.ndarray] | None = None, *,
             continue
         head = sc.word()
         if head == "facts":
-            g.facts = set(sc.literal())
+            facts = sc.literal()
+            if not isinstance(facts, list) or not all(isinstance(f, str) for f in facts):
+                raise sc.fail("facts must be a list of strings")
+            g.facts = set(facts)
         elif head == "meta":
             g.meta = sc.literal()
+            if not isinstance(g.meta, dict):
+                raise sc.fail("meta must be an object")
         elif head == "param":
             p = sc.name("@")
-            shape, dtype = tuple(sc.literal()), sc.word()
+            shape, dtype = _shape(sc), sc.word()
             try:
                 np.dtype(dtype)
             except TypeError:
@@ -254,13 +282,18 @@ def parse_graph(text: str, params: dict[str, np.ndarray] | None = None, *,
                 inline[p] = _inline_array(sc, shape, dtype)
         elif head == "input":
             v = sc.name("%")
-            g.values[v] = Value(v, tuple(sc.literal()), sc.word())
+            g.values[v] = Value(v, _shape(sc), sc.word())
             g.inputs.append(v)
         elif head == "output":
             g.outputs.append(sc.name("%"))
         else:
             raise sc.fail(f"unknown statement '{head}'")
         sc.end()
+    for op in ops:
+        for p in op.param_names():
+            if p not in declared:
+                raise SnncError(f"snnir: op '{op.name}' uses param @{p}, which no 'param' "
+                                "line declares")
     for p, (shape, dtype) in declared.items():
         if p in inline:
             g.params[p] = inline[p]

@@ -37,7 +37,12 @@ class FoldBatchNorm(Pass):
                 new_ops.append(op)
                 continue
             p = g.params
-            sigma = np.sqrt(p[op.var].astype(np.float64) + op.epsilon)
+            var = p[op.var].astype(np.float64) + op.epsilon
+            if not (var > 0).all():
+                raise op.error("variance + epsilon must be > 0 in every channel, got "
+                               f"{float(var.min()):g}", hint="the model's batch-norm "
+                               "statistics are broken; re-export it")
+            sigma = np.sqrt(var)
             a = p[op.scale].astype(np.float64) / sigma
             c = p[op.bias].astype(np.float64) - p[op.mean].astype(np.float64) * a
             src = prod.get(op.x)

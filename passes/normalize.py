@@ -190,9 +190,17 @@ class Normalize(Pass):
             shape = g.shape(op.x)
             if acts and chan and shape and not isinstance(op, O.Clip):
                 v = channel_lambdas(acts[op.x], pct)
+                if not np.isfinite(v).all():
+                    raise op.error("the layer's activations on the calibration data are "
+                                   "not finite (they overflow float32)", hint="check the "
+                                   "model's weights and the calibration inputs' range")
                 lam[op.name] = v.reshape((-1,) + (1,) * (len(shape) - 1))
                 continue
             v = robust_max(acts[op.x], pct) if acts else 1.0
+            if not np.isfinite(v):
+                raise op.error("the layer's activations on the calibration data are not "
+                               "finite (they overflow float32)", hint="check the model's "
+                               "weights and the calibration inputs' range")
             if v <= 0:
                 # A layer that never activates on the calibration data: keep its scale so
                 # it stays silent rather than dividing by zero.

@@ -106,3 +106,132 @@ def test_runtime_script_answers_bad_data_in_one_line(out, tmp_path):
                             str(data), "--timesteps", "4"], capture_output=True, text=True)
         assert r.returncode == 2 and "Traceback" not in r.stderr
         assert r.stderr.count("\n") == 1 and words in r.stderr
+
+
+# ------------------------------------------------------------------ models ----------------
+def _cnn(tmp_path: Path, mutate=None, name: str = "m.onnx") -> tuple[str, str]:
+    """small_cnn (conftest), mutated, saved; and a calibration file for it."""
+    import onnx
+    from conftest import small_cnn
+
+    m = small_cnn()
+    if mutate is not None:
+        mutate(m)
+    path = tmp_path / name
+    onnx.save(m, path)
+    calib = tmp_path / "c.npz"
+    np.savez(calib, x=np.random.default_rng(0).random((8, 1, 12, 12), dtype=np.float32))
+    return str(path), str(calib)
+
+
+def _set_attr(m, op_type: str, key: str, value) -> None:
+    from onnx import helper as h
+
+    node = next(n for n in m.graph.node if n.op_type == op_type)
+    keep = [a for a in node.attribute if a.name != key]
+    del node.attribute[:]
+    node.attribute.extend(keep + [h.make_attribute(key, value)])
+
+
+def _init(m, pick, fn) -> None:
+    from onnx import numpy_helper as nh
+
+    init = next(i for i in m.graph.initializer if pick(i))
+    a = fn(nh.to_array(init).copy())
+    init.CopyFrom(nh.from_array(a, init.name))
+
+
+@pytest.mark.parametrize("mutate, words", [
+    (lambda m: _set_attr(m, "Conv", "strides", [0, 0]), "strides [0, 0]"),
+    (lambda m: _init(m, lambda i: len(i.dims) == 4, lambda a: a * np.nan), "NaN or Inf"),
+    (lambda m: _init(m, lambda i: "var" in i.name, lambda a: a * 0 - 1),
+     "variance + epsilon must be > 0"),
+    (lambda m: m.graph.ClearField("output"), "no outputs"),
+])
+def test_broken_models_are_named_errors(tmp_path, mutate, words):
+    model, calib = _cnn(tmp_path, mutate)
+    line = one_clean_line(*run(model, "-o", str(tmp_path / "o"), "--calib", calib))
+    assert words in line
+    assert not (tmp_path / "o").exists()
+
+
+def test_declared_input_size_is_checked_before_anything(tmp_path):
+    def huge(m):
+        for k in (2, 3):
+            m.graph.input[0].type.tensor_type.shape.dim[k].dim_value = 10**6
+    model, _ = _cnn(tmp_path, huge)
+    line = one_clean_line(*run("check", model))
+    assert "one sample" in line and "over the memory limit" in line
+
+
+def test_initializer_whose_data_does_not_match_its_dims(tmp_path):
+    def lie(m):
+        init = next(i for i in m.graph.initializer if len(i.dims) == 4)
+        init.raw_data = init.raw_data[:-8]
+    model, calib = _cnn(tmp_path, lie)
+    line = one_clean_line(*run(model, "-o", str(tmp_path / "o"), "--calib", calib))
+    assert "w1" in line and "too small for the declared shape" in line
+
+
+@pytest.mark.parametrize("edit, words", [
+    (lambda g: '"graph"', "is not an snnc graph"),
+    (lambda g: g.replace('"ops": [', '"ops": 7, "x": ['), "invalid network"),
+    (lambda g: "[" * 100000 + "]" * 100000, "cannot read the IR"),
+])
+def test_edited_out_is_a_named_error(out, tmp_path, edit, words):
+    import shutil
+
+    bad = tmp_path / "bad"
+    shutil.copytree(out, bad)
+    (bad / "graph.json").write_text(edit((bad / "graph.json").read_text()))
+    line = one_clean_line(*run("eval", str(bad), "--data", TEST, "--timesteps", "4",
+                               "--no-diagnostics"))
+    assert words in line
+
+
+def test_names_with_nul_and_huge_length_survive_the_npz(tmp_path):
+    """A NUL or 5,000 characters in a node name: params.npz keeps every weight apart
+    (hashed entry names, mapped in graph.json), and eval runs."""
+    def rename(m):
+        for k, n in enumerate(m.graph.node):
+            n.name = f"n\x00{k}" if k % 2 else "x" * 5000 + str(k)
+    model, calib = _cnn(tmp_path, rename)
+    out = tmp_path / "o"
+    assert run(model, "-o", str(out), "--calib", calib)[0] == 0
+    import json
+
+    import snnc
+
+    keys = json.loads((out / "graph.json").read_text()).get("param_keys", {})
+    assert any("\x00" in k for k in keys) and any(len(k) > 5000 for k in keys)
+
+    net = snnc.load(out)
+    assert len(net.graph.params) >= 4
+    x = np.random.default_rng(1).random((4, 1, 12, 12), dtype=np.float32)
+    assert net.simulate(x, 4)["readout"].shape[0] == 4
+
+
+def test_file_system_and_flag_mistakes(tmp_path):
+    model, calib = _cnn(tmp_path)
+    long = tmp_path / ("m" * 300 + ".onnx")
+    assert "File name too long" in one_clean_line(*run("check", str(long)))
+    before = Path(model).read_bytes()
+    line = one_clean_line(*run(model, "-o", str(tmp_path / "o"), "--calib", calib,
+                               "--depfile", model))
+    assert "is an input of this compile" in line and Path(model).read_bytes() == before
+    assert run(model, "-o", str(tmp_path / "o"), "--calib", calib)[0] == 0
+    assert "non-negative" in one_clean_line(*run("place", str(tmp_path / "o"), "--target",
+                                                 "loihi2", "--seed", "-1"))
+    deep = tmp_path / "target.json"
+    deep.write_text("[" * 100000 + "]" * 100000)
+    assert "nested too deeply" in one_clean_line(*run("place", str(tmp_path / "o"),
+                                                      "--target", str(deep)))
+
+
+def test_text_ir_with_a_missing_param_line(tmp_path):
+    src = (Path(__file__).parent / "golden" / "fold-batchnorm.snnir").read_text()
+    broken = tmp_path / "b.snnir"
+    broken.write_text("\n".join(ln for ln in src.splitlines()
+                                if not ln.startswith("param @bn1.bias")) + "\n")
+    line = one_clean_line(*run("opt", str(broken), "--pipeline", "fold-batchnorm"))
+    assert "uses param @bn1.bias, which no 'param' line declares" in line

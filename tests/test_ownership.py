@@ -103,3 +103,23 @@ def test_symlinks_the_user_put_in_out_stay_links(tmp_path):
     assert run(MODEL, "-o", str(out), "--calib", CALIB, "--norm", "max")[0] == 0
     assert (out / "data").is_symlink() and os.readlink(out / "data") == str(EXAMPLES)
     assert (EXAMPLES / "mnist_cnn.onnx").is_file()  # the link's target is untouched
+
+
+@pytest.mark.parametrize("flags", [
+    ["--backend", "c,place,nir", "--target", "loihi2"],
+    ["--backend", "c", "--arith", "fixed", "--calibrate-bias", "--timesteps", "8"],
+    ["--coding", "ttfs"],
+])
+def test_every_backend_writes_byte_identical_trees(tmp_path, flags):
+    """Determinism (issue 19, item 6): the same input and flags give the same bytes for
+    every file of OUT, whatever the backend, run after run (and in another folder)."""
+    pytest.importorskip("nir") if "nir" in " ".join(flags) else None
+    trees = []
+    for name in ("a", "b"):
+        out = tmp_path / name
+        assert run(MODEL, "-o", str(out), "--calib", CALIB, *flags)[0] == 0
+        trees.append({p.relative_to(out).as_posix(): p.read_bytes()
+                      for p in sorted(out.rglob("*")) if p.is_file()})
+    assert trees[0].keys() == trees[1].keys()
+    for k in trees[0]:
+        assert trees[0][k] == trees[1][k], k

@@ -19,6 +19,7 @@ template; UNSUPPORTED lists, with a reason, every other op kind of ir.ops.OPS
 from __future__ import annotations
 
 import json
+import math
 import shutil
 import subprocess
 import tempfile
@@ -102,6 +103,17 @@ class CBackend:
         self.footprint_totals: dict[str, Any] = {}
 
     def emit(self, graph: Graph) -> dict[str, bytes]:
+        # the generated code indexes values and weights with 32-bit integers and counts
+        # steps in 32 bits: larger sizes are refused, never wrapped
+        for op in graph.ops:
+            sizes = [(f"value '{op.out}'", math.prod(graph.shape(op.out)))]
+            sizes += [(f"param '{p}'", int(graph.params[p].size)) for p in op.param_names()]
+            for what, n in sizes:
+                if n >= 2**31:
+                    raise op.error(f"{what} has {n} elements; the C backend indexes with "
+                                   "32-bit integers (at most 2^31 - 1)")
+        if int(graph.meta.get("timesteps", 0)) >= 2**32:
+            raise SnncError("the C backend counts time steps in 32 bits (T < 2^32)")
         plan = plan_graph(graph, self.c_name)
         files = render(plan, graph, self.source, self.version)
         fp = footprint(plan, files)

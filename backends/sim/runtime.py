@@ -67,10 +67,18 @@ def _semantics() -> Any:
 
     path = os.path.join(os.path.dirname(os.path.abspath(__file__)), "snn_semantics.py")
     spec = importlib.util.spec_from_file_location("snn_semantics", path)
-    if spec is None or spec.loader is None:
-        raise ImportError(f"cannot load {path}")
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
+    try:
+        if spec is None or spec.loader is None:
+            raise ImportError(f"cannot load {path}")
+        mod = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(mod)
+    except (OSError, ImportError, SyntaxError) as e:
+        if __name__ != "__main__":
+            raise
+        print(f"snn_runtime: error: {path!r} (the numeric rules this file needs) cannot be "
+              f"loaded: {type(e).__name__}; copy it back from the snnc output",
+              file=sys.stderr)
+        sys.exit(2)
     return mod
 
 
@@ -888,6 +896,8 @@ class Network:
             g = json.load(f)
         with np.load(os.path.join(directory, "params.npz"), allow_pickle=False) as z:
             params = {k: z[k] for k in z.files}
+        names = {k: n for n, k in g.get("param_keys", {}).items()}  # hashed entry names
+        params = {names.get(k, k): v for k, v in params.items()}
         return cls(g, params, accel, threads=threads)
 
     # ---------------------------------------------------------------- ANN mode ---------
@@ -1249,6 +1259,44 @@ class _SpikeTimes:
         return {"decision_steps": self.decision, "layers": layers}
 
 
+def _memory() -> int:
+    """Physical memory, or the process's address-space limit when lower."""
+    try:
+        mem = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    except (ValueError, OSError, AttributeError):
+        mem = 8 << 30
+    try:
+        import resource
+
+        soft, _ = resource.getrlimit(resource.RLIMIT_AS)
+        if soft != resource.RLIM_INFINITY and soft > 0:
+            mem = min(mem, soft)
+    except (ImportError, ValueError, OSError):
+        pass
+    return mem
+
+
+def _too_big(path: str, budget: int) -> str | None:
+    """Why the .npz at path must not be loaded (an array header declaring more than the
+    budget, or a header that does not match the data), or None."""
+    import zipfile
+
+    with zipfile.ZipFile(path) as z:
+        for info in z.infolist():
+            with z.open(info) as f:
+                version = np.lib.format.read_magic(f)
+                read = (np.lib.format.read_array_header_1_0 if version == (1, 0)
+                        else np.lib.format.read_array_header_2_0)
+                shape, _, dtype = read(f)
+                nbytes = float(np.prod(shape, dtype=np.float64)) * dtype.itemsize
+                if nbytes > budget:
+                    return (f"{info.filename} declares {nbytes:.3g} bytes, more than half of "
+                            "the memory this process may use")
+                if info.file_size != f.tell() + nbytes:
+                    return f"{info.filename} is corrupted (its header does not match its size)"
+    return None
+
+
 def _main(argv: list[str]) -> int:
     """`python OUT/snn_runtime.py OUT --data D.npz`: bad input is one line on stderr and
     exit code 2, never a traceback."""
@@ -1272,10 +1320,19 @@ def _main(argv: list[str]) -> int:
         return fail(f"--timesteps must be comma-separated integers, got {args.timesteps!r}")
     if not steps or min(steps) < 1 or args.batch < 1:
         return fail("--timesteps and --batch must be positive")
+    budget = _memory() // 2
+    if max(steps) * 64 > budget:
+        return fail(f"--timesteps {max(steps)} needs more memory than half of this machine's")
     try:
         net = Network.load(args.out)
     except Exception as e:  # a missing or edited OUT: say which, no traceback
         return fail(f"cannot load the network in {args.out!r}: {type(e).__name__}: {e}")
+    try:
+        too_big = _too_big(args.data, budget)
+    except Exception as e:  # numpy's header parser raises anything on a hostile header
+        return fail(f"cannot read {args.data!r}: {type(e).__name__}: {e}")
+    if too_big:
+        return fail(too_big)
     try:
         with np.load(args.data, allow_pickle=False) as z:
             if "x" not in z.files or "y" not in z.files:
