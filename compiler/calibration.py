@@ -8,10 +8,13 @@ import onnxruntime as ort
 from snnc.ir.errors import SnncError
 from snnc.ir.graph import Graph
 
+# onnxruntime's own log lines (colored, several per warning) are not the user's business
+ort.set_default_logger_severity(4)
+
 
 def ort_session(model: onnx.ModelProto) -> ort.InferenceSession:
     opts = ort.SessionOptions()
-    opts.log_severity_level = 3  # onnxruntime's warnings are not the user's business
+    opts.log_severity_level = 4  # ORT's own log lines: errors come back as exceptions
     try:
         return ort.InferenceSession(model.SerializeToString(), opts,
                                     providers=["CPUExecutionProvider"])
@@ -68,6 +71,11 @@ class OnnxCalibration:
                 self._cache[n] = np.concatenate(parts[n])
         return {n: self._cache[n] for n in names if n in self._cache}
 
+    def forget(self, names: list[str]) -> None:
+        """Drop cached activations (a pass done with them, on a deep network)."""
+        for n in names:
+            self._cache.pop(n, None)
+
 
 class IrCalibration:
     """ANN activations of named values of an IR graph (for `snnc opt` on a text IR that has
@@ -95,3 +103,7 @@ class IrCalibration:
             for n in missing:
                 self._cache[n] = np.concatenate(parts[n])
         return {n: self._cache[n] for n in names if n in self._cache}
+
+    def forget(self, names: list[str]) -> None:
+        for n in names:
+            self._cache.pop(n, None)

@@ -293,23 +293,30 @@ def write_plots(d: dict[str, Any], directory: str | Path,
     except ImportError:
         raise SnncError("plots need matplotlib",
                         hint="pip install 'snnc[plot]' (or pip install matplotlib)") from None
-    figs = figures(plt, d, evaluation)
+    import io
+
     from snnc.fsutil import write_file_atomic
 
+    figs = figures(plt, d, evaluation)
+
+    meta = {"Software": "snnc"}
+    pngs = {}
+    try:  # every figure rendered before any file is written: nothing partial on failure
+        for name, fig in figs:
+            buf = io.BytesIO()
+            fig.savefig(buf, format="png", dpi=100, metadata=meta)
+            pngs[name] = buf.getvalue()
+    finally:
+        for _, fig in figs:
+            plt.close(fig)
     out = Path(directory)
     try:
         out.mkdir(parents=True, exist_ok=True)
     except OSError as e:
         raise SnncError(f"cannot write plots to '{out}': {e.strerror}") from None
-    meta = {"Software": "snnc"}
     written = []
-    for name, fig in figs:
-        import io
-
-        buf = io.BytesIO()
-        fig.savefig(buf, format="png", dpi=100, metadata=meta)
-        plt.close(fig)
-        write_file_atomic(out / name, buf.getvalue())
+    for name, data in pngs.items():
+        write_file_atomic(out / name, data)
         written.append(out / name)
     return written
 

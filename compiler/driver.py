@@ -366,6 +366,12 @@ def compile_model(model_path: str | Path, out_dir: str | Path | None, *,
     opts = options or Options()
     opts.validate()
     _check_output_paths(out_dir, dump_ir, depfile)
+    from snnc.fsutil import check_writable
+
+    if dump_ir is not None:  # a file, or a place that cannot be written: before any work
+        check_writable(dump_ir, directory=True, what="--dump-ir")
+    if depfile is not None:
+        check_writable(depfile, what="--depfile")
     dumps: dict[str, bytes] | None = None if dump_ir is None else {}
     source = Path(model_path)
     model = load_model(source)
@@ -446,15 +452,25 @@ def compile_model(model_path: str | Path, out_dir: str | Path | None, *,
     if config is not None:
         inputs.append(Path(config))
     files[MANIFEST_FILE] = manifest(opts, inputs, files)
+    # the dumps first: a failure writing them leaves no OUT behind (and OUT, written
+    # last, is the stamp build systems watch)
+    new_dumps = dumps is not None and not Path(dump_ir).exists()
+    if dumps is not None:
+        write_tree_atomic(dump_ir, dumps)
     if out_dir is not None:
-        write_tree_atomic(out_dir, files, force=force)
+        try:
+            write_tree_atomic(out_dir, files, force=force)
+        except BaseException:
+            if new_dumps:
+                import shutil
+
+                shutil.rmtree(dump_ir, ignore_errors=True)
+            raise
         if depfile is not None:
             from snnc.fsutil import write_file_atomic
 
             write_file_atomic(depfile, depfile_text([Path(out_dir) / MANIFEST_FILE],
                                                     inputs).encode())
-    if dumps is not None:
-        write_tree_atomic(dump_ir, dumps)
     return CompileResult(graph, imported, report, files)
 
 

@@ -224,6 +224,8 @@ def _spatial_attrs(ctx: _Ctx, shape: tuple[int, ...], kernel: tuple[int, int],
     auto = auto.decode() if isinstance(auto, bytes) else auto
     if auto in ("NOTSET", ""):
         pads = tuple(a.get("pads", (0, 0, 0, 0)))
+    elif "pads" in a:
+        raise Unsupported(f"auto_pad {auto} together with pads (ONNX allows one of them)")
     elif auto == "VALID":
         pads = (0, 0, 0, 0)
     elif auto in ("SAME_UPPER", "SAME_LOWER"):

@@ -204,7 +204,16 @@ def check_writable(path: str | Path, *, directory: bool = False, what: str = "ou
     if p.exists() and p.is_dir() != directory:
         kind = "a directory" if p.is_dir() else "a file"
         raise SnncError(f"cannot write {what} '{p}': it is {kind}")
-    anc = p if p.exists() else p.parent
+    # never a file of an snnc output folder (graph.json, ...): that folder is snnc's
+    for folder in [p.parent, *p.parent.parents][:4]:
+        m = manifest_of(folder) if folder.is_dir() else None
+        if m is not None:
+            rel = os.path.relpath(os.path.abspath(p), os.path.abspath(folder))
+            if rel in m["outputs"] or rel == MANIFEST or (directory and rel == "."):
+                raise SnncError(f"cannot write {what} '{p}': it is part of the snnc "
+                                f"output '{folder}'", hint="write it beside that folder")
+    # the folder the file is written into (a file is replaced via a sibling temp file)
+    anc = p if (directory and p.exists()) else p.parent
     while not anc.exists() and anc != anc.parent:
         anc = anc.parent
     if not anc.is_dir() or not os.access(anc, os.W_OK | os.X_OK):

@@ -258,15 +258,23 @@ class _Scale:
 
     def __init__(self, lo: float, hi: float, p0: float, p1: float, log: bool = False):
         self.log = log
-        f = math.log if log else float
-        self.lo, self.hi = f(lo), f(hi)
-        if self.hi == self.lo:
+        self.lo, self.hi = self._x(lo, 0.0), self._x(hi, 1.0)
+        if not self.hi > self.lo:
             self.hi = self.lo + 1.0
         self.p0, self.p1 = p0, p1
 
+    def _x(self, v: float, default: float) -> float:
+        """v on the axis; a non-finite value (a broken evaluation) or, on a log axis, a
+        value <= 0 is drawn at the edge instead of failing the page."""
+        v = float(v) if isinstance(v, (int, float)) else default
+        if not math.isfinite(v):
+            v = default if not self.log else (1e300 if v > 0 else 1e-300)
+        return math.log(max(v, 1e-300)) if self.log else v
+
     def __call__(self, v: float) -> float:
-        x = math.log(v) if self.log else v
-        return self.p0 + (x - self.lo) / (self.hi - self.lo) * (self.p1 - self.p0)
+        x = self._x(v, self.lo if not self.log else 1e-300)
+        p = self.p0 + (x - self.lo) / (self.hi - self.lo) * (self.p1 - self.p0)
+        return min(max(p, min(self.p0, self.p1) - 1e4), max(self.p0, self.p1) + 1e4)
 
 
 def nice_ticks(lo: float, hi: float, n: int = 5) -> list[float]:
@@ -1037,10 +1045,24 @@ details>summary{cursor:pointer}
 """
 
 
+def _finite(v: Any) -> Any:
+    """v with every NaN / Inf float replaced by None (drawn and printed as missing)."""
+    if isinstance(v, float):
+        return v if math.isfinite(v) else None
+    if isinstance(v, Mapping):
+        return {k: _finite(x) for k, x in v.items()}
+    if isinstance(v, (list, tuple)):
+        return [_finite(x) for x in v]
+    return v
+
+
 def render(report: Mapping[str, Any], evaluation: Mapping[str, Any] | None = None,
            diagnostics: Mapping[str, Any] | None = None) -> bytes:
     """The HTML page (UTF-8 bytes) for a compile's report.json, optionally with the JSON
-    of `snnc eval --json` (evaluation) and of `--diagnostics` (diagnostics)."""
+    of `snnc eval --json` (evaluation) and of `--diagnostics` (diagnostics). Numbers that
+    are not finite (an evaluation on broken data) are shown as missing."""
+    report, evaluation, diagnostics = (_finite(report), _finite(evaluation),
+                                       _finite(diagnostics))
     sections = _sections(report, evaluation, diagnostics)
     source = report.get("source") or "model"
     head = (

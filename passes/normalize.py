@@ -59,6 +59,7 @@ channel mode a list of floats (one per channel) for the layers without a Clip bo
 """
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from typing import Any, ClassVar, NamedTuple
 
@@ -159,6 +160,25 @@ def channel_lambdas(act: np.ndarray, percentile: float) -> np.ndarray:
     return lam
 
 
+#: activations requested from the calibration at once (bytes): a chunk of layers at a time
+CHUNK_BYTES = 256 << 20
+
+
+def _chunks(names: list[str], size: Any) -> list[list[str]]:
+    """names in consecutive groups of at most CHUNK_BYTES of activations (size(name) ->
+    bytes), each group at least one name."""
+    out: list[list[str]] = [[]]
+    total = 0
+    for v in names:
+        b = size(v)
+        if out[-1] and total + b > CHUNK_BYTES:
+            out.append([])
+            total = 0
+        out[-1].append(v)
+        total += b
+    return [c for c in out if c]
+
+
 @dataclass(frozen=True)
 class Normalize(Pass):
     method: str = "percentile:99.9"
@@ -173,12 +193,32 @@ class Normalize(Pass):
         prod = g.producers()
         # the output layer's scale: used only by a spike-count readout
         outs = {v: prod[v].x if isinstance(prod.get(v), O.Softmax) else v for v in g.outputs}
-        acts = {}
+        # statistics: (name, per channel?) -> value, computed from the activations a
+        # chunk of layers at a time, so that a deep network never holds every layer's
+        # activations at once
+        bounded = {op.name for op in neurons
+                   if isinstance(op, O.Clip) and op.hi is not None and op.hi > 0}
+        need: dict[str, set[bool]] = {v: {False} for v in outs.values()}
+        for op in neurons:
+            if op.name not in bounded:
+                need.setdefault(op.x, set()).add(
+                    bool(chan and g.shape(op.x) and not isinstance(op, O.Clip)))
+        stats: dict[tuple[str, bool], Any] = {}
         if ctx.calibration is not None:
-            acts = ctx.calibration.activations(
-                sorted({op.x for op in neurons} | set(outs.values())))
-        g.meta["output_lambda"] = {v: robust_max(acts[v], pct) or 1.0
-                                   for v in outs.values() if v in acts}
+            n = len(ctx.calibration.x)
+            chunks = _chunks(sorted(need), lambda v: n * math.prod(g.shape(v)) * 4)
+            for chunk in chunks:
+                acts = ctx.calibration.activations(chunk)
+                for v, a in acts.items():
+                    for per_channel in need[v]:
+                        stats[v, per_channel] = (channel_lambdas(a, pct) if per_channel
+                                                 else robust_max(a, pct))
+                forget = getattr(ctx.calibration, "forget", None)
+                if forget is not None and len(chunks) > 1:  # else kept for reuse (sweep)
+                    forget(chunk)
+        acts = {v for v, _ in stats}  # the names that had activations
+        g.meta["output_lambda"] = {v: stats[v, False] or 1.0
+                                   for v in outs.values() if (v, False) in stats}
         lam = {}
         for op in neurons:
             if isinstance(op, O.Clip) and op.hi is not None and op.hi > 0:
@@ -189,14 +229,14 @@ class Normalize(Pass):
                                "calibration data", hint="pass --calib CALIB.npz")
             shape = g.shape(op.x)
             if acts and chan and shape and not isinstance(op, O.Clip):
-                v = channel_lambdas(acts[op.x], pct)
+                v = stats[op.x, True]
                 if not np.isfinite(v).all():
                     raise op.error("the layer's activations on the calibration data are "
                                    "not finite (they overflow float32)", hint="check the "
                                    "model's weights and the calibration inputs' range")
                 lam[op.name] = v.reshape((-1,) + (1,) * (len(shape) - 1))
                 continue
-            v = robust_max(acts[op.x], pct) if acts else 1.0
+            v = stats[op.x, False] if acts else 1.0
             if not np.isfinite(v):
                 raise op.error("the layer's activations on the calibration data are not "
                                "finite (they overflow float32)", hint="check the model's "

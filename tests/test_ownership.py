@@ -123,3 +123,16 @@ def test_every_backend_writes_byte_identical_trees(tmp_path, flags):
     assert trees[0].keys() == trees[1].keys()
     for k in trees[0]:
         assert trees[0][k] == trees[1][k], k
+
+
+def test_existing_output_files_can_be_rewritten(tmp_path):
+    """--json, --depfile and the like name files that may already exist (a build's
+    second run): they are replaced, not refused."""
+    from snnc.fsutil import check_writable
+
+    f = tmp_path / "r.json"
+    f.write_text("{}")
+    check_writable(f, what="--json")
+    d = tmp_path / "o"
+    assert run(MODEL, "-o", str(d), "--calib", CALIB, "--depfile", str(tmp_path / "o.d"))[0] == 0
+    assert run(MODEL, "-o", str(d), "--calib", CALIB, "--depfile", str(tmp_path / "o.d"))[0] == 0

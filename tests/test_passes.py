@@ -132,3 +132,25 @@ def test_concat_join_is_consistent(rng):
     # a channel Concat keeps each branch's scale (spikes stay spikes for a max-pool after
     # it); the consumer absorbs the per-channel scale, so the ANN still matches onnxruntime
     assert not any(isinstance(prod.get(v), O.Affine) for v in cat.xs)
+
+
+def test_normalize_reads_activations_a_chunk_of_layers_at_a_time(rng, monkeypatch):
+    """A deep network's activations are requested in chunks and dropped after use; the
+    scales are those of one request."""
+    from snnc.passes import normalize
+
+    model = small_cnn(residual=True)
+    x = rng.random((16, 1, 12, 12), dtype=np.float32)
+    res = import_model(model)
+    spec = "fold-batchnorm,normalize{method=channel:99}"
+    whole = run_passes(res.graph, parse_pipeline(spec),
+                       PassContext(calibration=OnnxCalibration(res.model, x)))
+    calls: list[list[str]] = []
+    cal = OnnxCalibration(res.model, x)
+    orig = cal.activations
+    monkeypatch.setattr(cal, "activations", lambda names: calls.append(names) or orig(names))
+    monkeypatch.setattr(normalize, "CHUNK_BYTES", 1)  # one layer per request
+    chunked = run_passes(res.graph, parse_pipeline(spec), PassContext(calibration=cal))
+    assert len(calls) > 2 and all(len(c) == 1 for c in calls)
+    assert not cal._cache  # forgotten after use
+    assert whole.meta["lambda"] == chunked.meta["lambda"]

@@ -111,7 +111,7 @@ class OrtKernels:
             [helper.make_tensor_value_info("y", TensorProto.FLOAT, None)], inits)
         model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", OPSET)])
         so = ort.SessionOptions()
-        so.log_severity_level = 3
+        so.log_severity_level = 4
         so.inter_op_num_threads = 1
         if self.threads:
             so.intra_op_num_threads = self.threads

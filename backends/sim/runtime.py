@@ -1307,6 +1307,12 @@ def _main(argv: list[str]) -> int:
     ap.add_argument("--data", required=True, help=".npz with x (N, ...) and y (N,)")
     ap.add_argument("--timesteps", default="8,16,32,64,128")
     ap.add_argument("--batch", type=int, default=100)
+
+    def usage_error(message: str) -> None:  # argparse's usage block: one line instead
+        print(f"snn_runtime: error: {message} (see --help)", file=sys.stderr)
+        sys.exit(2)
+
+    ap.error = usage_error  # type: ignore[method-assign]
     args = ap.parse_args(argv)
 
     def fail(msg: str) -> int:
@@ -1342,12 +1348,19 @@ def _main(argv: list[str]) -> int:
     except Exception as e:
         return fail(f"cannot read {args.data!r}: {type(e).__name__}: {e}")
     shape = tuple(net.g["inputs"][0]["shape"])
+    if x.ndim >= 1 and len(x) == 0:
+        return fail(f"{args.data!r} holds no samples")
     if x.ndim < 1 or tuple(x.shape[1:]) != shape or x.dtype.kind not in "fiub":
         return fail(f"x has shape {list(x.shape)} ({x.dtype}); the network takes "
                     f"[N, {', '.join(map(str, shape))}] numbers")
     if y.shape != (len(x),) or y.dtype.kind not in "iu":
         return fail(f"y has shape {list(y.shape)} ({y.dtype}); expected [{len(x)}] integers")
-    res = evaluate(net, x.astype(F32), y.astype(np.int64), steps, args.batch)
+    with np.errstate(all="ignore"):
+        x32 = x.astype(F32)
+    if not np.isfinite(x32).all():
+        return fail("x holds values that are not finite as float32 (NaN, Inf or beyond "
+                    "3.4e38)")
+    res = evaluate(net, x32, y.astype(np.int64), steps, args.batch)
     for row in res["snn"]:
         print(f"T={row['timesteps']:5d} accuracy={row['accuracy']:.4f} "
               f"spikes/sample={row['spikes_per_sample']:.1f} "
