@@ -43,7 +43,18 @@ def ort_batches(sess: ort.InferenceSession, x: np.ndarray, outputs: list[str] | 
         yield i, [r[:n] for r in res]
 
 
-class OnnxCalibration:
+class _CachedActivations:
+    """Activations computed once per name and kept until a pass forgets them."""
+
+    _cache: dict[str, np.ndarray]
+
+    def forget(self, names: list[str]) -> None:
+        """Drop cached activations (a pass done with them, on a deep network)."""
+        for n in names:
+            self._cache.pop(n, None)
+
+
+class OnnxCalibration(_CachedActivations):
     """ANN activations of named tensors over a calibration set, batch by batch."""
 
     def __init__(self, model: onnx.ModelProto, x: np.ndarray, batch: int = 100):
@@ -71,13 +82,8 @@ class OnnxCalibration:
                 self._cache[n] = np.concatenate(parts[n])
         return {n: self._cache[n] for n in names if n in self._cache}
 
-    def forget(self, names: list[str]) -> None:
-        """Drop cached activations (a pass done with them, on a deep network)."""
-        for n in names:
-            self._cache.pop(n, None)
 
-
-class IrCalibration:
+class IrCalibration(_CachedActivations):
     """ANN activations of named values of an IR graph (for `snnc opt` on a text IR that has
     no ONNX model beside it): the IR interpreter on an ANN-level graph, the ANN view (the
     values the spikes code) of a spiking one; the same numbers as OnnxCalibration up to
@@ -103,7 +109,3 @@ class IrCalibration:
             for n in missing:
                 self._cache[n] = np.concatenate(parts[n])
         return {n: self._cache[n] for n in names if n in self._cache}
-
-    def forget(self, names: list[str]) -> None:
-        for n in names:
-            self._cache.pop(n, None)
