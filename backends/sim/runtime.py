@@ -1333,6 +1333,8 @@ def _main(argv: list[str]) -> int:
         net = Network.load(args.out)
     except Exception as e:  # a missing or edited OUT: say which, no traceback
         return fail(f"cannot load the network in {args.out!r}: {type(e).__name__}: {e}")
+    if not os.path.isfile(args.data):  # a folder, a device (/dev/zero), a FIFO: not data
+        return fail(f"{args.data!r} is not a regular file; expected an .npz with x and y")
     try:
         too_big = _too_big(args.data, budget)
     except Exception as e:  # numpy's header parser raises anything on a hostile header

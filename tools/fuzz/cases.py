@@ -36,6 +36,7 @@ import stat
 import struct
 import subprocess
 import sys
+import threading
 import time
 import unicodedata
 import zipfile
@@ -173,12 +174,14 @@ class Assets:
         self.python = python
         self.env = child_env(shim=shim)
         self._models: dict[str, onnx.ModelProto] = {}
+        self._lock = threading.RLock()  # run.py --jobs N builds assets from N threads
 
     # ---- models ----
     def model(self, base: str = "small") -> onnx.ModelProto:
-        if base not in self._models:
-            self._models[base] = self._build(base)
-        return copy.deepcopy(self._models[base])
+        with self._lock:
+            if base not in self._models:
+                self._models[base] = self._build(base)
+            return copy.deepcopy(self._models[base])
 
     def _build(self, base: str) -> onnx.ModelProto:
         if base == "mnist":
@@ -243,41 +246,51 @@ class Assets:
     def out(self, work: Path, variant: str = "small", name: str = OUT) -> Path:
         """A valid compiled OUT (compiled once per run) copied to work/name."""
         src = self.cache / f"out-{variant}" / OUT
-        if not (src / "graph.json").is_file():
-            base, flags = self.VARIANTS[variant]
-            d = src.parent
-            shutil.rmtree(d, ignore_errors=True)
-            d.mkdir(parents=True)
-            self.write_model(d, base)
-            self.write_calib(d, base)
-            argv = _compile(MODEL, *flags)
-            r = subprocess.run([self.python, "-m", "snnc", *argv], cwd=d, capture_output=True,
-                               text=True, timeout=300, env=self.env)
-            if r.returncode != 0:
-                raise RuntimeError(f"cannot compile the base OUT '{variant}' (snnc "
-                                   f"{' '.join(argv)}): {r.stderr.strip()[-2000:]}")
+        with self._lock:
+            if not (src / "graph.json").is_file():
+                self._build_out(src, variant)
         dst = work / name
         shutil.copytree(src, dst, symlinks=True)
         return dst
 
+    def _build_out(self, src: Path, variant: str) -> None:
+        base, flags = self.VARIANTS[variant]
+        d = src.parent
+        shutil.rmtree(d, ignore_errors=True)
+        d.mkdir(parents=True)
+        self.write_model(d, base)
+        self.write_calib(d, base)
+        argv = _compile(MODEL, *flags)
+        r = subprocess.run([self.python, "-m", "snnc", *argv], cwd=d, capture_output=True,
+                           text=True, timeout=300, env=self.env)
+        if r.returncode != 0:
+            raise RuntimeError(f"cannot compile the base OUT '{variant}' (snnc "
+                               f"{' '.join(argv)}): {r.stderr.strip()[-2000:]}")
+
     def ir_text(self, base: str = "small") -> str:
         """`snnc opt m.onnx` of a base model: the imported IR with inline weights."""
         p = self.cache / f"{base}.snnir"
-        if not p.is_file():
-            d = self.cache / f"ir-{base}"
-            d.mkdir(exist_ok=True)
-            self.write_model(d, base)
-            r = subprocess.run([self.python, "-m", "snnc", "opt", MODEL, "-o", str(p)],
-                               cwd=d, capture_output=True, text=True, timeout=300, env=self.env)
-            if r.returncode != 0:
-                raise RuntimeError(f"cannot make the base text IR: {r.stderr[-2000:]}")
+        with self._lock:
+            if not p.is_file():
+                self._build_ir_text(p, base)
         return p.read_text(encoding="utf-8")
+
+    def _build_ir_text(self, p: Path, base: str) -> None:
+        d = self.cache / f"ir-{base}"
+        d.mkdir(exist_ok=True)
+        self.write_model(d, base)
+        r = subprocess.run([self.python, "-m", "snnc", "opt", MODEL, "-o", str(p)],
+                           cwd=d, capture_output=True, text=True, timeout=300, env=self.env)
+        if r.returncode != 0:
+            raise RuntimeError(f"cannot make the base text IR: {r.stderr[-2000:]}")
 
     def zip_bomb(self) -> Path:
         """An .npz (ZIP64) whose x.npy member inflates to 4.5 GiB of zeros (x declared
         (8388608, 1, 12, 12) float32); about 4 MB on disk."""
         p = self.cache / "bomb.npz"
-        if not p.is_file():
+        with self._lock:
+            if p.is_file():
+                return p
             n = (9 * 2 ** 29) // (144 * 4)
             header = _npy_header("<f4", (n, 1, 12, 12))
             p.write_bytes(_zip64_zeros("x.npy", header, n * 144 * 4,

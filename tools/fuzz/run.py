@@ -14,6 +14,7 @@ command that reproduces it. Exit status 1 when any case is bad.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import ctypes
 import json
 import os
@@ -23,6 +24,7 @@ import signal
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from collections import Counter, defaultdict
 from concurrent.futures import ThreadPoolExecutor
@@ -86,6 +88,64 @@ def subprocess_runner(timeout: float = 10.0, mem_limit: int = 4 * GiB,
         return C.Execution(argv, code if code >= 0 else None, _read(out_p), _read(err_p), wall,
                            peak_rss_kb=ru.ru_maxrss, signal=-code if code < 0 else None,
                            timed_out=timed_out)
+    return run
+
+
+def fork_runner(timeout: float = 10.0, mem_limit: int = 4 * GiB,
+                fsize_limit: int = 2 * GiB, python: str = sys.executable,
+                mpl_dir: Path | None = None, shim: Path | None = None) -> C.Runner:
+    """Like subprocess_runner, but each command is a fork of a server process that
+    imported snnc, numpy, onnx and onnxruntime once (tools/fuzz/zygote.py): the same
+    limits, session, environment and judging, without the ~1 s of imports per command.
+    One server per calling thread (a server runs one command at a time)."""
+    local = threading.local()
+    servers: list[subprocess.Popen] = []
+    lock = threading.Lock()
+
+    def server() -> subprocess.Popen:
+        srv = getattr(local, "srv", None)
+        if srv is None or srv.poll() is not None:
+            env = C.child_env(None, shim, mpl_dir)
+            srv = subprocess.Popen([python, str(Path(__file__).with_name("zygote.py"))],
+                                   stdin=subprocess.PIPE, stdout=subprocess.PIPE, env=env,
+                                   text=True, bufsize=1)
+            local.srv = srv
+            with lock:
+                servers.append(srv)
+        return srv
+
+    def run(case: C.Case, argv: list[str], work: Path, tmp: Path) -> C.Execution:
+        out_p, err_p = work.parent / "stdout", work.parent / "stderr"
+        try:
+            req = json.dumps({
+                "program": case.program, "argv": argv, "cwd": str(work),
+                "env": C.child_env(tmp, shim, mpl_dir), "stdout": str(out_p),
+                "stderr": str(err_p), "timeout": max(timeout, case.seconds),
+                "mem_limit": mem_limit, "fsize_limit": fsize_limit})
+            if any("\0" in x for x in argv):  # exec refuses a NUL in argv
+                raise ValueError("embedded null byte")
+        except (ValueError, TypeError) as e:
+            return C.Execution(argv, None, "", "", 0.0,
+                               exception=f"Traceback (most recent call last)\n"
+                                         f"fuzzer: cannot start: {e!r}")
+        srv = server()
+        srv.stdin.write(req + "\n")
+        srv.stdin.flush()
+        ans = json.loads(srv.stdout.readline())
+        if "error" in ans:
+            return C.Execution(argv, None, "", "", 0.0, exception=f"Traceback (most recent "
+                               f"call last)\nfuzzer: cannot start: {ans['error']}")
+        code = os.waitstatus_to_exitcode(ans["status"])
+        return C.Execution(argv, code if code >= 0 else None, _read(out_p), _read(err_p),
+                           ans["wall"], peak_rss_kb=ans["maxrss_kb"],
+                           signal=-code if code < 0 else None, timed_out=ans["timed_out"])
+
+    def close() -> None:
+        for srv in servers:
+            with contextlib.suppress(OSError):
+                srv.stdin.close()
+            srv.wait()
+    run.close = close  # type: ignore[attr-defined]
     return run
 
 
@@ -284,6 +344,10 @@ def main(argv: list[str] | None = None) -> int:
                     "many MiB is a memory blow-up (default 1536)")
     ap.add_argument("--keep", metavar="DIR", help="run the cases in DIR and keep them "
                     "(default: a temporary folder, deleted)")
+    ap.add_argument("--spawn", action="store_true", help="start every command as a new "
+                    "`python -m snnc` (default: fork it from a server that imported snnc "
+                    "once, tools/fuzz/zygote.py; the same limits and judging, ~1 s less "
+                    "per command)")
     ap.add_argument("--quiet", action="store_true", help="no list of every bad case")
     ap.add_argument("--installed", action="store_true", help="fuzz the installed snnc "
                     "(default: the source tree this script belongs to, through PYTHONPATH)")
@@ -302,8 +366,9 @@ def main(argv: list[str] | None = None) -> int:
     root.mkdir(parents=True, exist_ok=True)
     shim = None if a.installed else C.make_shim(C.REPO, root / "_cache" / "shim")
     assets = C.Assets(root / "_cache", shim=shim)
-    runner = subprocess_runner(a.timeout, int(a.mem_limit * GiB),
-                               mpl_dir=root / "_cache" / "mpl", shim=shim)
+    make_runner = subprocess_runner if a.spawn else fork_runner
+    runner = make_runner(a.timeout, int(a.mem_limit * GiB), mpl_dir=root / "_cache" / "mpl",
+                         shim=shim)
     rss_kb = int(a.rss_limit * 1024)
     t0 = time.monotonic()
 
@@ -333,6 +398,7 @@ def main(argv: list[str] | None = None) -> int:
             elif (i + 1) % 50 == 0:
                 print(f"[{i + 1}/{len(todo)}] {time.monotonic() - t0:.0f} s", file=sys.stderr,
                       flush=True)
+    getattr(runner, "close", lambda: None)()
     print(report(results, a.seed, verbose=not a.quiet))
     print(f"\n{len(todo)} cases in {time.monotonic() - t0:.0f} s")
     if a.only:
