@@ -142,7 +142,9 @@ def compile_model(model: str | Path | onnx.ModelProto, out_dir: str | Path | Non
                   timings: dict[str, float] | None = None, force: bool = False,
                   **kwargs: Any) -> Compiled:
     """Compile an ONNX model (a path or a ModelProto) with the given options: the fields
-    of snnc.driver.Options as keywords (e.g. norm="max", timesteps=32, coding="ttfs",
+    of snnc.driver.Options as keywords (e.g. norm="max", timesteps=32 or [8, 32, 256],
+    tune="auto" (choose the recipe on held-out calibration inputs; the CLI turns it on
+    for --timesteps given alone), coding="ttfs",
     backends=("c",), pipeline="fold-batchnorm,...") or one Options object; calib: a .npz
     path or an array of calibration inputs (N, ...). With out_dir, the output directory
     is written too (atomically). The `snnc MODEL -o OUT` command is this call; its other
@@ -160,6 +162,13 @@ def compile_model(model: str | Path | onnx.ModelProto, out_dir: str | Path | Non
         if bad:
             raise SnncError(f"unknown option(s) {', '.join(bad)}",
                             hint=f"options: {', '.join(sorted(known))}")
+        ts = kwargs.get("timesteps")
+        if isinstance(ts, (list, tuple)):  # timesteps=[8, 32, 256]: tuned for each
+            if not ts or not all(isinstance(t, int) for t in ts):
+                raise SnncError(f"timesteps must be an integer or a list of integers, "
+                                f"got {ts!r}")
+            kwargs = {**kwargs, "timesteps": max(ts),
+                      "targets": tuple(sorted(set(ts))) if len(set(ts)) > 1 else ()}
         options = Options(**kwargs)
     with tempfile.TemporaryDirectory() as d:
         path = Path(d) / "model.onnx"

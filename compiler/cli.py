@@ -87,8 +87,18 @@ def _compile_parser() -> argparse.ArgumentParser:
                    help="finite input time: input and biases for T1 steps, then T2 drain "
                    "steps; the network runs T1+T2 steps (e.g. --fit 5:4)")
     p.add_argument("--reset", default="subtract", choices=["subtract", "zero"])
-    p.add_argument("--timesteps", type=int, default=64, metavar="T",
-                   help="default simulation length stored with the network (default 64)")
+    p.add_argument("--timesteps", default=None, metavar="T[,T...]",
+                   help="the T the network will run at (default 64, stored as its "
+                   "length); several (8,32,256): T-dependent corrections hold at each, the "
+                   "largest is stored. Given without a recipe flag (--norm, --v-init, "
+                   "--shift-bias, --calibrate-bias), it turns on --tune auto")
+    p.add_argument("--tune", choices=["auto", "off"], default=None,
+                   help="auto: split --calib into a fitting and a held-out part, try the "
+                   "conversion recipes that apply (normalization, v_init, shift bias, bias "
+                   "calibration; flags you give stay fixed) and keep the one whose SNN "
+                   "agrees best with the ANN on the held-out part at the --timesteps T "
+                   "(default: auto when --timesteps is given with no recipe flag, and "
+                   "--calib is given)")
     p.add_argument("--input-coding", default="analog", choices=["analog", "poisson"])
     p.add_argument("--seed", type=int, default=0,
                    help="seed of the Poisson input and the spiking softmax")
@@ -206,7 +216,9 @@ def _sweep_parser() -> argparse.ArgumentParser:
                    "(default 0,0.5)")
     p.add_argument("--reset", default="subtract", help="subtract, zero or both")
     p.add_argument("--calibrate-bias", default="no",
-                   help="no (default), yes or no,yes: bias calibration (compiled per T)")
+                   help="no (default), yes, across, or a list (no,yes,across): bias "
+                   "calibration compiled per T (yes), or once, fitted to hold at every "
+                   "--timesteps T (across)")
     p.add_argument("--json", metavar="FILE", help="also write the results as JSON")
     p.add_argument("--batch", type=int, default=100)
     _common(p)
@@ -414,7 +426,7 @@ def _cmd_sweep(a: argparse.Namespace) -> int:
     if a.batch < 1:
         raise SnncError("--batch must be >= 1")
     settings = sweep_settings(a.norm, a.shift_bias, a.fit, a.reset, a.v_init,
-                              a.calibrate_bias)
+                              a.calibrate_bias, steps)
     if a.json:
         from snnc.fsutil import check_writable
 
@@ -459,7 +471,18 @@ def _cmd_compile(a: argparse.Namespace) -> int:
     from snnc.api import compile_model
     from snnc.driver import Options
 
-    opts = Options(norm=a.norm, reset=a.reset, timesteps=a.timesteps,
+    steps = _parse_steps(a.timesteps) if a.timesteps is not None else [64]
+    tune = a.tune
+    if tune is None:
+        recipe_given = (a.norm != "percentile:99.9" or a.v_init != 0.0 or a.shift_bias
+                        or a.calibrate_bias or a.fit is not None or a.reset != "subtract"
+                        or a.pipeline is not None or a.coding != "rate"
+                        or a.arith != "float" or a.input_coding != "analog")
+        tune = ("auto" if a.timesteps is not None and a.calib is not None
+                and not recipe_given else "off")
+    opts = Options(norm=a.norm, reset=a.reset, timesteps=max(steps),
+                   targets=tuple(sorted(set(steps))) if len(set(steps)) > 1 else (),
+                   tune=tune,
                    input_coding=a.input_coding, seed=a.seed, readout=a.readout,
                    v_init=a.v_init, shift_bias=a.shift_bias, fit=a.fit,
                    calibrate_bias=a.calibrate_bias,
@@ -477,6 +500,9 @@ def _cmd_compile(a: argparse.Namespace) -> int:
           f"layer{'s' if len(layers) != 1 else ''}, "
           f"{sum(r['neurons'] for r in layers)} neurons, "
           f"{res.report['ann_macs']} ANN MACs/sample")
+    tuned = _tune_line(Path(a.output), res.report)
+    if tuned:
+        print(tuned)
     if "c" in opts.backends:  # C backend (issue 4): the footprint table
         from snnc.backends.c.names import c_prefix
 
@@ -500,6 +526,26 @@ def _cmd_compile(a: argparse.Namespace) -> int:
         for name, sec in timings.items():
             print(f"  {name:24s} {sec * 1e3:9.1f} ms", file=sys.stderr)
     return 0
+
+
+def _tune_line(out: Path, report: dict | None = None) -> str | None:
+    """One line on the recipe --tune auto chose (from OUT/report.json), or None."""
+    if report is None:
+        try:
+            report = json.loads((out / "report.json").read_text())
+        except (OSError, ValueError):
+            return None
+    t = report.get("tune") if isinstance(report, dict) else None
+    if not isinstance(t, dict):
+        return None
+    try:
+        best = next(c for c in t["candidates"] if c["setting"] == t["chosen"])
+        scores = ", ".join(f"T={k} {float(v):.3f}" for k, v in best["agreement"].items())
+        return (f"recipe (--tune auto, {len(t['candidates'])} tried): {t['chosen']}; "
+                f"agreement with the ANN on {int(t['held_out_samples'])} held-out "
+                f"calibration inputs: {scores}")
+    except (KeyError, TypeError, ValueError, StopIteration):
+        return None
 
 
 def _backends(text: str) -> tuple[str, ...]:
@@ -548,8 +594,11 @@ def _cmd_eval(a: argparse.Namespace) -> int:
     from snnc.report import format_table
 
     meta = load_meta(a.out)  # the weights are read once, by evaluate
-    if a.timesteps is None:
-        steps = [int(meta.get("timesteps", 64))]
+    if a.timesteps is None:  # the T values it was compiled for
+        tt = meta.get("target_timesteps")
+        steps = ([int(t) for t in tt] if isinstance(tt, list) and tt
+                 and all(isinstance(t, int) and not isinstance(t, bool) for t in tt)
+                 else [int(meta.get("timesteps", 64))])
     else:
         steps = _parse_steps(a.timesteps)
     if meta.get("coding") == "ttfs":
@@ -579,6 +628,9 @@ def _cmd_eval(a: argparse.Namespace) -> int:
                    diagnose=not a.no_diagnostics, costs=a.cost_table)
     print(f"ANN accuracy (onnxruntime): {res['ann_accuracy']:.4f} on {res['samples']} samples")
     print(f"simulator: {res['engine']}")
+    tuned = _tune_line(Path(a.out))
+    if tuned:
+        print(tuned)
     print(format_table(["T", "accuracy", "spikes/sample", "SynOps/sample"],
                        [[r["timesteps"], f"{r['accuracy']:.4f}",
                          f"{r['spikes_per_sample']:.1f}", f"{r['synops_per_sample']:.1f}"]
@@ -673,6 +725,15 @@ def _config_defaults(parser: argparse.ArgumentParser, path: Path) -> dict:
                             hint="options are the compile flags without '--', e.g. "
                                  "norm = \"max\", timesteps = 32")
         act = actions[dest]
+        if dest == "timesteps" and not isinstance(val, bool):  # 32, [8, 32] or "8,32"
+            vals = val if isinstance(val, list) else [val]
+            if not vals or not all(isinstance(v, int) and not isinstance(v, bool)
+                                   for v in vals):
+                if not isinstance(val, str):
+                    raise SnncError(f"config file '{path}': 'timesteps' must be an integer "
+                                    "or a list of integers")
+            else:
+                val = ",".join(map(str, vals))
         if dest == "backend" and isinstance(val, list):
             val = ",".join(map(str, val))
         if isinstance(act, argparse._AppendAction):  # emit = ["nir"] or "nir"

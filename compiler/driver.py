@@ -96,6 +96,13 @@ class Options:
     #: an explicit pass pipeline (--pipeline) instead of the one the options above build;
     #: the conversion options must then stay at their defaults
     pipeline: str | None = None
+    #: every T the network is meant to run at (--timesteps 8,32,256): T-dependent
+    #: corrections are fitted to hold at all of them (timesteps is then their maximum,
+    #: the stored length); () = timesteps alone
+    targets: tuple[int, ...] = ()
+    #: "auto": choose the recipe (norm, v_init, shift bias, bias calibration) on held-out
+    #: calibration data at the target T (compiler/tune.py); "off": the options as given
+    tune: str = "off"
 
     def fit_steps(self) -> tuple[int, int] | None:
         """(T1, T2) of --fit, or None."""
@@ -111,6 +118,10 @@ class Options:
                             hint="use T1:T2 (input steps : drain steps), e.g. --fit 5:4")
         return steps
 
+    def target_steps(self) -> list[int]:
+        """The sorted T values the network is tuned for (targets, or timesteps)."""
+        return sorted(set(self.targets)) if self.targets else [self.timesteps]
+
     def total_timesteps(self) -> int:
         """The simulation length stored with the network: T, or T1 + T2 with --fit."""
         fit = self.fit_steps()
@@ -119,11 +130,11 @@ class Options:
     #: the settings that only choose passes: an explicit pipeline replaces them all
     PIPELINE_ONLY = ("norm", "reset", "input_coding", "seed", "readout", "v_init",
                      "shift_bias", "fit", "calibrate_bias", "arith", "coding", "leak",
-                     "spike_time", "ttfs_range")
+                     "spike_time", "ttfs_range", "tune")
 
     #: rate-coding settings that do not apply to temporal coding
     RATE_ONLY = ("norm", "shift_bias", "calibrate_bias", "fit", "reset", "v_init",
-                 "input_coding", "readout", "arith", "timesteps")
+                 "input_coding", "readout", "arith", "timesteps", "targets", "tune")
 
     def __post_init__(self) -> None:
         # sim first, always: `snnc eval OUT` reads it
@@ -164,6 +175,25 @@ class Options:
                             hint="use round or ceil")
         parse_method(self.norm)
         self.fit_steps()
+        if self.tune not in ("off", "auto"):
+            raise SnncError(f"unknown tuning '{self.tune}'", hint="use auto or off")
+        if self.targets:
+            from snnc.budget import MAX_TIMESTEPS as _MAX
+
+            if any(not 1 <= t <= _MAX for t in self.targets):
+                raise SnncError(f"timesteps must be in [1, {_MAX}], got "
+                                f"{','.join(map(str, self.targets))}")
+            if max(self.targets) != self.timesteps:
+                raise SnncError(f"the stored length (timesteps {self.timesteps}) must be the "
+                                f"largest target T ({max(self.targets)})")
+            if len(set(self.targets)) > 1:
+                if self.shift_bias:
+                    raise SnncError("--shift-bias is tuned to one T (theta/2T per step) and "
+                                    "decays at the others", hint="with several --timesteps, "
+                                    "use --v-init 0.5: the same charge, once, right at every T")
+                if self.fit is not None:
+                    raise SnncError("--fit with several --timesteps: finite input time runs "
+                                    "a fixed T1+T2", hint="give one --timesteps")
         for name, val, allowed in (("reset", self.reset, ("subtract", "zero")),
                                    ("input coding", self.input_coding, ("analog", "poisson")),
                                    ("readout", self.readout, ("membrane", "spikes",
@@ -228,7 +258,9 @@ class Options:
         if fit is not None:
             out.append(FiniteInput(steps=fit[0]))
         if self.calibrate_bias:
-            out.append(CalibrateBias(timesteps=self.total_timesteps()))
+            more = [t for t in self.target_steps() if t != self.total_timesteps()]
+            out.append(CalibrateBias(timesteps=self.total_timesteps(),
+                                     targets="+".join(map(str, more)) if fit is None else ""))
         if self.arith == "fixed":
             out.append(Quantize(weight_bits=16, input_bits=8))
         return out
@@ -262,6 +294,8 @@ def convert(model: onnx.ModelProto, opts: Options, *, calib_x: np.ndarray | None
         raise SnncError(f"the model has {len(graph.inputs)} inputs; snnc converts networks "
                         "with exactly one input")
     graph.meta["timesteps"] = opts.total_timesteps()
+    if len(opts.target_steps()) > 1:
+        graph.meta["target_timesteps"] = opts.target_steps()
     gate_leak = None if opts.pipeline is not None else _gate_leak(graph, opts)
     if calibration is None and calib_x is not None:
         calibration = OnnxCalibration(imported.model, calib_x)
@@ -398,10 +432,21 @@ def compile_model(model_path: str | Path, out_dir: str | Path | None, *,
             if Path(os.path.abspath(p)) == dep:
                 raise SnncError(f"--depfile '{depfile}' is an input of this compile",
                                 hint="name a new file, e.g. OUT.d")
-    imported, graph, ctx = convert(model, opts, calib_x=calib_x,
-                                   print_ir_after_all=print_ir_after_all,
-                                   dumps=dumps,
-                                   timings=timings, progress=progress)
+    tuned = None
+    if opts.tune == "auto":  # choose the recipe on held-out calibration data
+        from snnc.tune import tune
+
+        tuned = tune(model, calib_x, opts, progress)
+        opts = tuned.options
+        if timings is not None:
+            timings["tune (every recipe)"] = tuned.seconds
+    if tuned is not None and print_ir_after_all is None and dumps is None:
+        imported, graph, ctx = tuned.converted
+    else:
+        imported, graph, ctx = convert(
+            model, opts, calib_x=calib_x if tuned is None else calib_x[tuned.fit_idx],
+            print_ir_after_all=print_ir_after_all, dumps=dumps, timings=timings,
+            progress=progress)
     report = {
         "snnc_version": __version__,
         "source": source.name,
@@ -409,6 +454,7 @@ def compile_model(model_path: str | Path, out_dir: str | Path | None, *,
         "options": {k: (list(v) if isinstance(v, tuple) else v)
                     for k, v in opts.__dict__.items()},
         "coverage": [r.__dict__ for r in imported.report],
+        **({"tune": tuned.report} if tuned is not None else {}),
         "lambda": ctx.notes.get("lambda", {}),
         **{k: ctx.notes[k] for k in ("bias_calibration", "ttfs_schedule",
                                      "offset_compensation") if k in ctx.notes},
@@ -830,10 +876,13 @@ def _grid_values(name: str, text: str) -> list[str]:
 
 def sweep_settings(norms: str = "percentile:99.9", shift_bias: str = "no",
                    fits: str = "none", resets: str = "subtract", v_inits: str = "0",
-                   calibrate_bias: str = "no") -> list[Options]:
+                   calibrate_bias: str = "no", steps: list[int] | None = None
+                   ) -> list[Options]:
     """The grid of compile settings of `snnc sweep`: every combination of the
     comma-separated values (norms may hold several methods, fits 'none' or T1:T2,
-    v_inits fractions of the threshold)."""
+    v_inits fractions of the threshold; calibrate_bias no, yes (compiled per T) or
+    across (compiled once, fitted over every T of `steps`; not combined with shift bias
+    or --fit, which are right at one T only))."""
     try:
         vs = [float(v) for v in _grid_values("v-init", v_inits)]
     except ValueError:
@@ -845,10 +894,10 @@ def sweep_settings(norms: str = "percentile:99.9", shift_bias: str = "no",
             raise SnncError(f"bad --shift-bias value '{v}'", hint="use no, yes or no,yes")
         shifts.append(flags[v])
     for v in _grid_values("calibrate-bias", calibrate_bias):
-        if v not in flags:
+        if v not in flags and v != "across":
             raise SnncError(f"bad --calibrate-bias value '{v}'",
-                            hint="use no, yes or no,yes")
-        cals.append(flags[v])
+                            hint="use no, yes, across or a list such as no,yes,across")
+        cals.append(flags.get(v, v))
     grid = []
     for norm in _grid_values("norm", norms):
         for fit in _grid_values("fit", fits):
@@ -856,9 +905,15 @@ def sweep_settings(norms: str = "percentile:99.9", shift_bias: str = "no",
                 for v_init in dict.fromkeys(vs):
                     for reset in _grid_values("reset", resets):
                         for cal in dict.fromkeys(cals):
+                            more: dict[str, Any] = {}
+                            if cal == "across":
+                                ts = sorted(set(steps or []))
+                                if sb or fit != "none" or len(ts) < 2:
+                                    continue  # right at one T only, or nothing to span
+                                more = {"timesteps": ts[-1], "targets": tuple(ts)}
                             o = Options(norm=norm, shift_bias=sb, reset=reset,
                                         v_init=v_init, fit=None if fit == "none" else fit,
-                                        calibrate_bias=cal)
+                                        calibrate_bias=bool(cal), **more)
                             o.validate()
                             grid.append(o)
     return grid
@@ -875,7 +930,7 @@ def setting_name(o: Options) -> str:
     if o.reset != "subtract":
         parts.append(f"reset {o.reset}")
     if o.calibrate_bias:
-        parts.append("calibrate-bias")
+        parts.append("calibrate-bias" + (" across T" if len(o.target_steps()) > 1 else ""))
     return ", ".join(parts)
 
 
@@ -908,7 +963,7 @@ def sweep(model_path: str | Path, calib: str | Path | None, data: str | Path,
     plans: list[list[tuple[Options, list[int]]]] = []
     for opts in settings:
         fit = opts.fit_steps()
-        if (opts.shift_bias or opts.calibrate_bias) and fit is None:
+        if (opts.shift_bias or opts.calibrate_bias) and fit is None and not opts.targets:
             plans.append([(Options(**{**opts.__dict__, "timesteps": t}), [t]) for t in steps])
         else:
             plans.append([(opts, sorted(set(steps) | ({sum(fit)} if fit else set())))])
@@ -929,7 +984,8 @@ def sweep(model_path: str | Path, calib: str | Path | None, data: str | Path,
                          "options": {"norm": opts.norm, "shift_bias": opts.shift_bias,
                                      "fit": opts.fit, "reset": opts.reset,
                                      "v_init": opts.v_init,
-                                     "calibrate_bias": opts.calibrate_bias},
+                                     "calibrate_bias": ("across" if opts.targets else
+                                                        opts.calibrate_bias)},
                          "pipeline": opts.pipeline_text(), "snn": results})
     best = []
     for t in sorted({r["timesteps"] for row in rows for r in row["snn"]}):

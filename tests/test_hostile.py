@@ -78,8 +78,8 @@ def test_zip_bomb_and_lying_headers_are_refused(out, tmp_path):
 
 
 @pytest.mark.parametrize("flags, words", [
-    (["--timesteps", str(2**40)], "timesteps must be in [1, 2147483647]"),
-    (["--timesteps", "0"], "timesteps must be in"),
+    (["--timesteps", str(2**40)], "in [1, 2147483647]"),
+    (["--timesteps", "0"], "in [1, 2147483647]"),
     (["--fit", f"{10**12}:1"], "T1 + T2 must be"),
     (["--max-memory", "12Q"], "bad memory size"),
 ])

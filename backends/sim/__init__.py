@@ -124,6 +124,27 @@ class Simulator:
                 progress(len(xb))
         return {name: np.concatenate(p) for name, p in parts.items()}
 
+    def spike_counts_at(self, graph: Graph, x: np.ndarray, steps: list[int], ops: list[str],
+                        progress: Callable[[int], None] | None = None
+                        ) -> dict[int, dict[str, np.ndarray]]:
+        """spike_counts after each of several step counts, from one simulation up to the
+        largest: {t: {op name: (N, ...) float64}}."""
+        want = sorted(set(steps))
+        net = network(graph, self.accel, self.threads)
+        parts: dict[int, dict[str, list[np.ndarray]]] = {
+            t: {name: [] for name in ops} for t in want}
+        for off, xb, _ in runtime.batches(x, None, self.batch):
+            def take(t: int, counts: dict[str, np.ndarray]) -> None:
+                if t in parts:
+                    for name in ops:
+                        parts[t][name].append(counts[name].astype(np.float64))
+
+            net.simulate(xb, want[-1], sample_offset=off, marks=want, observe=take)
+            if progress is not None:
+                progress(len(xb))
+        return {t: {name: np.concatenate(p) for name, p in d.items()}
+                for t, d in parts.items()}
+
 
 class SimBackend:
     """Writes the IR disk form plus the numpy-only runtime, so OUT/ runs on its own."""

@@ -447,7 +447,9 @@ def _compile(model: str = MODEL, *extra: str, calib: str | None = CALIB) -> list
     if calib:
         argv += ["--calib", calib]
     ttfs = any(a == "ttfs" and b == "--coding" for b, a in zip(extra, extra[1:]))
-    return argv + ([] if ttfs else ["--timesteps", T]) + list(extra)
+    # --tune off: a case fuzzes the input it mutates, not the recipe search (which
+    # `--timesteps` alone turns on, and which multiplies a deep chain's compile time)
+    return argv + ([] if ttfs else ["--timesteps", T, "--tune", "off"]) + list(extra)
 
 
 def _eval(*extra: str, data: str = DATA, diag: bool = False) -> list[str]:

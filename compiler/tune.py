@@ -1,0 +1,177 @@
+"""`--tune auto`: choose the conversion recipe on held-out calibration data.
+
+Which recipe converts a network best at a short T depends on the network (plain CNNs
+like channel-wise norms and bias calibration, residual nets an initial potential, Clip
+nets their clip bounds): a user should not need to know the recipe zoo. The tuner:
+
+1. splits the calibration inputs, deterministically (a permutation seeded with
+   Options.seed), into a fitting part (normalization, bias calibration) and a held-out
+   part (scoring); test data is never seen;
+2. converts the network with every recipe of stage 1 (normalization method x the
+   charge-shifting options: none, v_init 0.5, shift bias at one T) -- cheap, the
+   calibration activations are computed once and shared;
+3. adds bias calibration (fitted over every target T: passes/calibrate_bias.py) to
+   the best stage-1 recipes (stage 2, the expensive part: one bias calibration each);
+4. keeps the recipe whose SNN agrees best with the ANN's predictions on the held-out
+   inputs, averaged over the target T values (so a recipe that decays past its T loses).
+
+Decision: the score is agreement with the ANN's top-1 prediction (no labels needed; the
+ANN is what the conversion approximates), at each target T, then the mean agreement over
+the steps T/2..T (a smoother signal that breaks ties); the earlier, simpler recipe wins
+an exact tie.
+Decision: held out: a third of the calibration inputs, at least 1, at most 2,000; with
+fewer than 20 inputs nothing is held out and the recipes are scored on the fitting data
+(the report says so).
+Decision: options the user gave (norm, v_init, shift bias, bias calibration) stay fixed;
+only the others are searched. Finite input time, reset, readout and input coding are
+never searched.
+"""
+from __future__ import annotations
+
+import dataclasses
+import time
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import onnx
+from snnc.calibration import OnnxCalibration, ort_batches, ort_session
+from snnc.driver import Options, convert, setting_name
+from snnc.frontend import import_model
+from snnc.ir.errors import SnncError
+from snnc.passes.base import Progress
+
+#: stage 1's normalization methods (a layer with a Clip bound uses it whatever the method)
+NORMS = ("percentile:99.9", "percentile:99.99", "max", "channel:99.9", "channel:99.99")
+#: how many stage-1 recipes get bias calibration in stage 2
+STAGE2 = 2
+#: the held-out part: this fraction of the calibration inputs, within these bounds
+HELD_FRACTION, HELD_MAX, MIN_SPLIT = 1 / 3, 2000, 20
+#: the recipe fields the tuner searches
+TUNED = ("norm", "v_init", "shift_bias", "calibrate_bias")
+
+
+def split(n: int, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    """(fitting indices, held-out indices), sorted, for n calibration inputs."""
+    if n < MIN_SPLIT:
+        every = np.arange(n)
+        return every, every
+    held = max(1, min(int(n * HELD_FRACTION), HELD_MAX))
+    perm = np.random.default_rng(seed).permutation(n)
+    return np.sort(perm[held:]), np.sort(perm[:held])
+
+
+def fixed_fields(opts: Options) -> set[str]:
+    """The recipe fields the user set (away from their defaults): not searched."""
+    return {f for f in TUNED if not opts.is_default(f)}
+
+
+def candidates(opts: Options) -> tuple[list[Options], bool]:
+    """Stage-1 recipes for opts (fixed fields kept) and whether stage 2 (bias
+    calibration) is searched."""
+    fixed = fixed_fields(opts)
+    several = len(opts.target_steps()) > 1
+    norms = [opts.norm] if "norm" in fixed else list(NORMS)
+    shifts: list[tuple[float, bool]] = []
+    if "v_init" in fixed or "shift_bias" in fixed:
+        shifts = [(opts.v_init, opts.shift_bias)]
+    else:
+        shifts = [(0.0, False), (0.5, False)]
+        if not several and opts.fit is None:  # shift bias is right at one T only
+            shifts.append((0.0, True))
+    base = dataclasses.replace(opts, tune="off")
+    cal = opts.calibrate_bias if "calibrate_bias" in fixed else False
+    out = [dataclasses.replace(base, norm=n, v_init=v, shift_bias=sb, calibrate_bias=cal)
+           for n in norms for v, sb in shifts]
+    return out, "calibrate_bias" not in fixed
+
+
+def ann_predictions(model: onnx.ModelProto, x: np.ndarray, batch: int = 100) -> np.ndarray:
+    sess = ort_session(model)
+    preds = []
+    for _, outs in ort_batches(sess, x, None, batch):
+        preds.append(outs[0].reshape(len(outs[0]), -1).argmax(axis=1))
+    return np.concatenate(preds).astype(np.int64)
+
+
+def score(graph: Any, x: np.ndarray, ann_pred: np.ndarray, steps: list[int],
+          batch: int = 100) -> dict[str, Any]:
+    """Agreement of the SNN's prediction with the ANN's at every T of steps (and the
+    mean over T/2..T), on inputs x."""
+    from snnc.backends.sim import accelerated, cpus, network, runtime
+    from snnc.budget import check_simulation
+
+    check_simulation(graph, min(batch, len(x)), max(steps))
+    net = network(graph, accelerated(), cpus())
+    res = runtime.evaluate(net, x, ann_pred, steps, batch=batch)
+    per_step = res["accuracy_per_step"]
+    at = {t: float(per_step[t - 1]) for t in steps}
+    window = {t: float(np.mean(per_step[max(0, t // 2 - 1):t])) for t in steps}
+    return {"agreement": at, "window": window,
+            "key": (float(np.mean(list(at.values()))), float(np.mean(list(window.values()))))}
+
+
+@dataclass
+class Tuned:
+    """The chosen recipe, its conversion (on the fitting part), and the report entry."""
+
+    options: Options
+    converted: tuple[Any, Any, Any]  # convert()'s (imported, graph, ctx)
+    report: dict[str, Any]
+    seconds: float
+    fit_idx: np.ndarray  # the calibration inputs the network was fitted on
+
+
+def tune(model: onnx.ModelProto, calib_x: np.ndarray, opts: Options,
+         progress: Progress | None = None) -> Tuned:
+    """Choose the recipe for opts (tune="auto") on held-out calibration data."""
+    if opts.coding != "rate" or opts.pipeline is not None:
+        raise SnncError("--tune auto chooses rate-coding recipes; it does not apply to "
+                        "--coding ttfs or an explicit --pipeline", hint="use --tune off")
+    if calib_x is None or len(calib_x) == 0:
+        raise SnncError("--tune auto needs calibration data to score recipes on",
+                        hint="pass --calib CALIB.npz, or --tune off")
+    t0 = time.perf_counter()
+    model = import_model(model).model  # what convert() calibrates on
+    steps = opts.target_steps() if opts.fit is None else [opts.total_timesteps()]
+    fit_idx, held_idx = split(len(calib_x), opts.seed)
+    x_fit, x_held = calib_x[fit_idx], calib_x[held_idx]
+    ann_pred = ann_predictions(model, x_held)
+    calibration = OnnxCalibration(model, x_fit)
+    tried: list[tuple[Options, dict[str, Any]]] = []
+    best_conv: list[Any] = [None, None]  # (key, conversion) of the best so far only
+
+    def run(o: Options) -> None:
+        conv = convert(model, o, calibration=calibration, progress=progress)
+        sc = score(conv[1], x_held, ann_pred, steps)
+        tried.append((o, sc))
+        if best_conv[0] is None or sc["key"] > best_conv[0]:  # ties: the earlier stays
+            best_conv[:] = [sc["key"], conv]
+
+    stage1, stage2 = candidates(opts)
+    for o in stage1:
+        run(o)
+    if stage2:
+        ranked = sorted(range(len(tried)), key=lambda i: (tried[i][1]["key"], -i),
+                        reverse=True)
+        for i in ranked[:STAGE2]:
+            run(dataclasses.replace(tried[i][0], calibrate_bias=True))
+    best = max(range(len(tried)), key=lambda i: (tried[i][1]["key"], -i))
+    chosen, conv = tried[best][0], best_conv[1]
+    report = {
+        "chosen": setting_name(chosen),
+        "options": {k: getattr(chosen, k) for k in TUNED},
+        "fixed_by_user": sorted(fixed_fields(opts)),
+        "timesteps": steps,
+        "fit_samples": int(len(fit_idx)),
+        "held_out_samples": int(len(held_idx)),
+        "held_out": bool(len(calib_x) >= MIN_SPLIT),
+        "seed": opts.seed,
+        "score": "agreement with the ANN's prediction on the held-out inputs",
+        "candidates": [{"setting": setting_name(o), "agreement": {str(t): a for t, a in
+                                                                  sc["agreement"].items()},
+                        "mean_agreement": sc["key"][0]} for o, sc in tried],
+    }
+    # the shipped options: the chosen recipe, marked as tuned
+    final = dataclasses.replace(chosen, tune="auto")
+    return Tuned(final, conv, report, time.perf_counter() - t0, fit_idx)
