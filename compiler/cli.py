@@ -74,8 +74,9 @@ def _compile_parser() -> argparse.ArgumentParser:
                    help="calibration inputs: .npz with x (N, ...) in the model's input layout")
     p.add_argument("--norm", default="percentile:99.9",
                    help="threshold balancing: max, percentile:P (default percentile:99.9), "
-                   "channel:P (one lambda per channel; channel = channel:99.9) or clip (Clip "
-                   "bounds only); a layer with a Clip bound always uses it")
+                   "channel:P (one lambda per channel; channel = channel:99.9), mse:T or "
+                   "channel-mse:T (the lambda whose T-step rate code errs least), or clip "
+                   "(Clip bounds only); a layer with a Clip bound always uses it")
     p.add_argument("--shift-bias", action="store_true",
                    help="add theta/(2T) to every neuron's input for T = --timesteps "
                    "(Deng & Gu)")

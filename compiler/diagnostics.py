@@ -13,6 +13,14 @@ One simulation gives, per spiking layer l (an IF population, or the spiking soft
   * Ding's K curve K_l(t) = sum ||r_l(t) - rhat_l||^2 / sum ||rhat_l||^2 at checkpoints t,
     and the rate inference loss Omega_l = sum ||rhat_l||_1 / sum ||rhat_l||_2^2 (sums over
     the samples), with the bound K_l(t) < 2 Omega_l / t;
+  * where the remaining error comes from (mean squared rate error at T, split in three):
+    quantization -- what an IF neuron makes even when its input is exactly the ANN's
+    (floor(rhat T + v0) / T against rhat, v0 = v_init plus the shift-bias charge; the
+    part only more steps remove); over-firing -- spikes where the ANN says 0 (transients
+    and residual joins: positive input first, cancelled later, the spikes cannot be
+    taken back); inherited -- the rest (the layer's input differs from the ANN's:
+    errors of the layers before it, a spiking max-pool's gate); and whether the layer
+    sits after a residual Add or a max-pool;
   * a plain-language verdict when the layer is a likely source of loss.
 Network totals: accuracy at every t, SynOps and spikes per sample vs the ANN's MACs, and
 an energy estimate from a *named* cost table (every number an estimate).
@@ -97,6 +105,10 @@ class _Layer:
         self.ann_above = 0  # pairs whose ANN-view rate exceeds 1 (more than one spike/step)
         self.fired = np.zeros(size, np.float64)  # total spikes per neuron
         self.ann_active = np.zeros(size, bool)  # the ANN view is positive on some sample
+        self.v0 = 0.0  # initial charge in thresholds (v_init), for the quantization part
+        self.shift = 0.0  # shift-bias current per step, in thresholds
+        self.e_total = self.e_quant = self.e_over = 0.0  # squared rate errors at T
+        self.after: list[str] = []  # "residual add", "max-pool" between it and the last layer
 
 
 class Diagnostics:
@@ -115,6 +127,16 @@ class Diagnostics:
         self.layers = {op["name"]: _Layer(op["name"], op["out"],
                                           math.prod(shapes[op["out"]]), len(self.points))
                        for op in graph_dict["ops"] if op["kind"] in ("if", "spikesoftmax")}
+        ops = graph_dict["ops"]
+        prod = {op["out"]: op for op in ops}
+        for op in ops:
+            lay = self.layers.get(op["name"])
+            if lay is None or op["kind"] != "if":
+                continue
+            attrs = op.get("attrs", {})
+            lay.v0 = float(attrs.get("v_init", 0.0) or 0.0)
+            lay.shift = float(attrs.get("shift", 0.0) or 0.0)
+            lay.after = _upstream_kinds(op, prod)
 
     def _steps_in(self, t: int) -> int:
         return min(t, self.t_in) if self.t_in else t
@@ -147,8 +169,15 @@ class Diagnostics:
                 self._finish_batch(lay, c.astype(np.float64))
 
     def _finish_batch(self, lay: _Layer, count: np.ndarray) -> None:
-        r = count / self._steps_in(self.tmax)
+        t_in = self._steps_in(self.tmax)
+        r = count / t_in
         a = lay.rhat
+        # the error budget at T: all, quantization of the exact input, over-firing
+        q = np.clip(np.floor(np.maximum(a, 0.0) * t_in + lay.shift * t_in + lay.v0),
+                    0, t_in) / t_in
+        lay.e_total += float(((r - a) ** 2).sum())
+        lay.e_quant += float(((q - a) ** 2).sum())
+        lay.e_over += float((r[a <= 0] ** 2).sum())
         lay.sx += float(r.sum())
         lay.sy += float(a.sum())
         lay.sxx += float((r * r).sum())
@@ -169,6 +198,9 @@ class Diagnostics:
             corr = cov / math.sqrt(vx * vy) if vx > 1e-15 and vy > 1e-15 else None
             dead = lay.fired == 0
             omega = lay.rhat_l1 / lay.rhat_l2 if lay.rhat_l2 > 0 else None
+            tot = lay.e_total
+            quant = min(lay.e_quant, tot)
+            over = min(lay.e_over, tot - quant)
             rows.append({
                 "layer": lay.name,
                 "neurons": lay.size,
@@ -181,11 +213,38 @@ class Diagnostics:
                     float((dead & lay.ann_active).mean()) if lay.size else 0.0,
                 "correlation": corr,
                 "rate_inference_loss": omega,
+                "rate_error": tot / n,
+                "error_sources": ({"quantization": quant / tot, "over_firing": over / tot,
+                                   "inherited": max(0.0, tot - quant - over) / tot}
+                                  if tot > 0 else None),
+                "after": lay.after,
                 "k_curve": [{"t": t, "k": (e / lay.rhat_l2 if lay.rhat_l2 > 0 else None),
                              "bound": (2 * omega / self._steps_in(t) if omega else None)}
                             for t, e in zip(self.points, lay.err)],
             })
         return rows
+
+
+def _upstream_kinds(op: dict[str, Any], prod: dict[str, dict[str, Any]]) -> list[str]:
+    """What lies between a neuron and the spike sources feeding it: "residual add" when
+    an Add joins two paths there, "max-pool" when a spiking max-pool gates its input."""
+    found: list[str] = []
+    stack, seen = list(op.get("inputs", [])), set()
+    while stack:
+        v = stack.pop()
+        src = prod.get(v)
+        if src is None or v in seen:
+            continue
+        seen.add(v)
+        kind = src["kind"]
+        if kind == "add" and "residual add" not in found:
+            found.append("residual add")
+        if kind in ("spikemaxpool", "maxpool") and "max-pool" not in found:
+            found.append("max-pool")
+        if kind in ("if", "spikesoftmax", "encode"):
+            continue  # a spike source: the layer before
+        stack.extend(src.get("inputs", []))
+    return sorted(found)
 
 
 def verdicts(layers: list[dict[str, Any]], ann_accuracy: float, snn_accuracy: float,
@@ -255,12 +314,20 @@ def format_diagnostics(d: dict[str, Any]) -> str:
     rows = []
     for r in d["layers"]:
         last = r["k_curve"][-1] if r["k_curve"] else {"k": None, "bound": None}
+        src = r.get("error_sources")
+        split = ("-" if not src else "/".join(f"{100 * src[k]:.0f}" for k in (
+            "quantization", "over_firing", "inherited")))
         rows.append([r["layer"], r["neurons"], _fmt(r["firing_rate"], ".3f"),
                      _fmt(r["ann_rate"], ".3f"), _fmt(r["saturated_fraction"], ".1%"),
                      _fmt(r["dead_fraction"], ".1%"), _fmt(r["correlation"], ".3f"),
-                     _fmt(last["k"], ".4f"), _fmt(last["bound"], ".4f")])
+                     _fmt(last["k"], ".4f"), _fmt(last["bound"], ".4f"), split,
+                     ", ".join(r.get("after", [])) or "-"])
     lines.append(format_table(["layer", "neurons", "rate", "ANN rate", "saturated", "dead",
-                               "corr", f"K({t})", "bound"], rows))
+                               "corr", f"K({t})", "bound", "error % q/o/i", "after"], rows))
+    lines.append("  error % q/o/i: the layer's squared rate error at T from quantization "
+                 "(even an exact input errs: only more steps help), over-firing (spikes "
+                 "where the ANN says 0: transients, residual joins) and inherited (its "
+                 "input differs from the ANN's: earlier layers, max-pool gates)")
     for r in d["layers"]:
         if r["verdict"] != "ok":
             lines.append(f"  ! {r['verdict']}")

@@ -7,9 +7,10 @@ nets their clip bounds): a user should not need to know the recipe zoo. The tune
 1. splits the calibration inputs, deterministically (a permutation seeded with
    Options.seed), into a fitting part (normalization, bias calibration) and a held-out
    part (scoring); test data is never seen;
-2. converts the network with every recipe of stage 1 (normalization method x the
-   charge-shifting options: none, v_init 0.5, shift bias at one T) -- cheap, the
-   calibration activations are computed once and shared;
+2. converts the network with every recipe of stage 1 (normalization method -- NORMS, and
+   mse:T / channel-mse:T, the scales with the least rate-code error at the shortest
+   target T -- x the charge-shifting options: none, v_init 0.5, shift bias at one T) --
+   cheap, the calibration activations are computed once and shared;
 3. adds bias calibration (fitted over every target T: passes/calibrate_bias.py) to
    the best stage-1 recipes (stage 2, the expensive part: one bias calibration each);
 4. keeps the recipe whose SNN agrees best with the ANN's predictions on the held-out
@@ -61,6 +62,14 @@ def split(n: int, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
     return np.sort(perm[held:]), np.sort(perm[:held])
 
 
+def norms_for(opts: Options) -> list[str]:
+    """Stage 1's normalizations: NORMS and the least-error scales for the shortest
+    target T (mse:T per layer and per channel; T1 with finite input time)."""
+    fit = opts.fit_steps()
+    t0 = fit[0] if fit is not None else min(opts.target_steps())
+    return [*NORMS, f"mse:{t0}", f"channel-mse:{t0}"]
+
+
 def fixed_fields(opts: Options) -> set[str]:
     """The recipe fields the user set (away from their defaults): not searched."""
     return {f for f in TUNED if not opts.is_default(f)}
@@ -71,7 +80,7 @@ def candidates(opts: Options) -> tuple[list[Options], bool]:
     calibration) is searched."""
     fixed = fixed_fields(opts)
     several = len(opts.target_steps()) > 1
-    norms = [opts.norm] if "norm" in fixed else list(NORMS)
+    norms = [opts.norm] if "norm" in fixed else norms_for(opts)
     shifts: list[tuple[float, bool]] = []
     if "v_init" in fixed or "shift_bias" in fixed:
         shifts = [(opts.v_init, opts.shift_bias)]

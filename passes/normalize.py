@@ -30,6 +30,9 @@ outputs are restored to s = 1, so the normalized ANN computes exactly what the O
 computes: the pass is checked against onnxruntime.
 
 Methods: `max` (p = 100) or `percentile:P` (default 99.9) of the layer's activations;
+`mse:T` / `channel-mse:T`: per layer / per channel, the lambda whose T-step rate code
+errs least on the activations (`mse_scale`: at short T a lower lambda, clipping a few
+large activations for a finer step under the common ones; what `--tune auto` tries);
 `channel:P` (`channel` = channel:99.9): the same statistic per output channel (per
 feature of a 1-D value; axis 0 of the per-sample value), over the batch and the other
 axes; `clip`: only the Clip bounds (no calibration data needed when every layer has one).
@@ -83,6 +86,8 @@ def is_neuron(op: O.Op) -> bool:
 class NormMethod(NamedTuple):
     percentile: float
     per_channel: bool = False
+    #: mse:T: the lambda that minimizes the T-step rate code's error (0: the percentile)
+    steps: int = 0
 
 
 def parse_method(spec: str) -> NormMethod:
@@ -103,9 +108,52 @@ def parse_method(spec: str) -> NormMethod:
             p = -1.0
         if 0 < p <= 100:
             return NormMethod(p, kind == "channel")
+    if sep and kind in ("mse", "channel-mse") and arg.isascii() and arg.isdigit():
+        t = int(arg)
+        if 1 <= t <= 1 << 20:
+            return NormMethod(100.0, kind == "channel-mse", t)
     raise SnncError(f"unknown normalization '{spec}'",
                     hint="use max, percentile:P, channel:P (per channel; channel = "
-                         "channel:99.9) with 0 < P <= 100, or clip; e.g. percentile:99.9")
+                         "channel:99.9) with 0 < P <= 100, mse:T or channel-mse:T (the "
+                         "scale with the least rate-code error at T steps), or clip; e.g. "
+                         "percentile:99.9")
+
+
+#: mse:T: the candidate lambdas, as percentiles of the positive activations
+MSE_GRID = (50.0, 60.0, 70.0, 80.0, 85.0, 90.0, 93.0, 95.0, 97.0, 98.0, 99.0, 99.5, 99.9,
+            99.99, 100.0)
+#: mse:T: at most this many activations are scored (a deterministic stride through them)
+MSE_SAMPLES = 1 << 20
+
+
+def mse_scale(act: np.ndarray, steps: int) -> float:
+    """mse:T: the lambda (among percentiles MSE_GRID of the positive activations) whose
+    T-step rate code, lambda * clip(round(a T / lambda), 0, T) / T, is closest to the
+    activations a in mean squared error: short T trades clipping the largest activations
+    for a finer step (lambda / T) under the common ones. Rounding, not flooring: the code
+    a neuron starting half charged (v_init 0.5) or with shift bias produces.
+    Decision: the error counts positive activations only (zeros are coded exactly); ties
+    go to the larger lambda (less clipping)."""
+    pos = act[act > 0].astype(np.float64)
+    if pos.size == 0:
+        return 0.0
+    if pos.size > MSE_SAMPLES:
+        pos = pos[:: -(-pos.size // MSE_SAMPLES)]
+    best, best_err = 0.0, math.inf
+    for lam in np.unique(np.percentile(pos, MSE_GRID))[::-1]:
+        if lam <= 0:
+            continue
+        q = lam * np.clip(np.floor(pos * (steps / lam) + 0.5), 0, steps) / steps
+        err = float(np.mean((pos - q) ** 2))
+        if err < best_err:
+            best, best_err = float(lam), err
+    return best
+
+
+def statistic(act: np.ndarray, method: NormMethod) -> float:
+    """A layer's lambda from its activations: mse:T's, or the percentile."""
+    return (mse_scale(act, method.steps) if method.steps
+            else robust_max(act, method.percentile))
 
 
 def robust_max(act: np.ndarray, percentile: float) -> float:
@@ -149,13 +197,14 @@ def _div(a: np.ndarray, s: np.ndarray) -> np.ndarray:
     return a / float(s) if s.ndim == 0 else a / s
 
 
-def channel_lambdas(act: np.ndarray, percentile: float) -> np.ndarray:
+def channel_lambdas(act: np.ndarray, percentile: float | NormMethod) -> np.ndarray:
     """Per channel (axis 1 of the batch-leading `act`) the statistic over the batch and the
     other axes; a silent channel gets the layer's statistic, or 1."""
+    m = percentile if isinstance(percentile, NormMethod) else NormMethod(percentile, True)
     rows = np.moveaxis(act, 1, 0).reshape(act.shape[1], -1)
-    lam = np.array([robust_max(r, percentile) for r in rows], np.float64)
+    lam = np.array([statistic(r, m) for r in rows], np.float64)
     if (lam <= 0).any():
-        layer = robust_max(act, percentile)
+        layer = statistic(act, m)
         lam[lam <= 0] = layer if layer > 0 else 1.0
     return lam
 
@@ -188,7 +237,8 @@ class Normalize(Pass):
 
     def lambdas(self, g: Graph, ctx: PassContext) -> dict[str, np.ndarray]:
         """lambda per neuron op name, as a compact scale of the neuron's value."""
-        pct, chan = parse_method(self.method)
+        method = parse_method(self.method)
+        chan = method.per_channel
         neurons = [op for op in g.ops if is_neuron(op)]
         prod = g.producers()
         # the output layer's scale: used only by a spike-count readout
@@ -211,8 +261,8 @@ class Normalize(Pass):
                 acts = ctx.calibration.activations(chunk)
                 for v, a in acts.items():
                     for per_channel in need[v]:
-                        stats[v, per_channel] = (channel_lambdas(a, pct) if per_channel
-                                                 else robust_max(a, pct))
+                        stats[v, per_channel] = (channel_lambdas(a, method) if per_channel
+                                                 else statistic(a, method))
                 forget = getattr(ctx.calibration, "forget", None)
                 if forget is not None and len(chunks) > 1:  # else kept for reuse (sweep)
                     forget(chunk)

@@ -277,14 +277,17 @@ def test_scalar_modes_record_one_lambda_per_layer(rng):
                                                                     (99.99, True)),
                                        ("channel:100", (100.0, True)),
                                        ("percentile:99", (99.0, False)),
-                                       ("max", (100.0, False)), ("clip", (99.9, False))])
+                                       ("max", (100.0, False)), ("clip", (99.9, False)),
+                                       ("mse:8", (100.0, False, 8)),
+                                       ("channel-mse:16", (100.0, True, 16))])
 def test_parse_method(spec, want):
-    assert tuple(parse_method(spec)) == want
+    assert tuple(parse_method(spec)) == (*want, 0)[:3]
 
 
 @pytest.mark.parametrize("spec", ["channel:0", "channel:abc", "channel:", "channel:101",
                                   "channel:-5", "channel:nan", "channels", "percentile",
-                                  "percentile:0"])
+                                  "percentile:0", "mse:0", "mse:", "mse:8.5", "mse:-1",
+                                  "channel-mse:x"])
 def test_bad_channel_specs_are_user_errors(spec):
     with pytest.raises(SnncError) as e:
         parse_method(spec)
@@ -306,3 +309,21 @@ def test_channel_norm_compiles_and_converts_mnist(tmp_path, mnist):
     ann = ann_accuracy(res.imported.model, x, y)
     snn = runtime.evaluate(network(res.graph), x, y, [32])["snn"][0]["accuracy"]
     assert snn >= ann - 0.02, (snn, ann)
+
+
+def test_mse_scale_trades_clipping_for_a_finer_step_at_short_t():
+    """Activations mostly small with a long tail: at T=4 the least-error lambda sits well
+    below the maximum (and below p99.9), at T=4096 it is (nearly) the maximum; the chosen
+    lambda's code error is no larger than the max's or p99.9's."""
+    from snnc.passes.normalize import mse_scale
+
+    a = np.random.default_rng(0).exponential(1.0, 200_000)
+
+    def err(lam, t):
+        q = lam * np.clip(np.floor(a * t / lam + 0.5), 0, t) / t
+        return np.mean((a - q) ** 2)
+
+    short, long_ = mse_scale(a, 4), mse_scale(a, 4096)
+    assert short < robust_max(a, 99.9) < long_ <= a.max()
+    assert err(short, 4) <= min(err(a.max(), 4), err(robust_max(a, 99.9), 4))
+    assert mse_scale(np.zeros(10), 4) == 0.0

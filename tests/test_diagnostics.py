@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 from conftest import EXAMPLES
 from snnc.cli import main
-from snnc.diagnostics import COST_TABLES, checkpoints, cost_table
+from snnc.diagnostics import COST_TABLES, checkpoints, cost_table, format_diagnostics
 from snnc.driver import Options, compile_model, evaluate
 from snnc.ir.errors import SnncError
 
@@ -167,3 +167,36 @@ def test_rate_view_of_a_neuron(bounded):
     net = Network(graph, {"th": np.float32(1.0)})
     r = net.run_rates(np.array([[0.1, 0.5, 2.0]], np.float32), ["s"])["s"][0]
     np.testing.assert_allclose(r, [0.0, 0.25, 1.0 if bounded else 1.75])
+
+
+def test_error_sources_split_the_rate_error(data):
+    """The first layer sees the analog input itself, so all its error is quantization;
+    the second sits after a max-pool; the three shares of every layer sum to 1."""
+    res = evaluate(_compile(data, "pct"), data / "test.npz", [8])["diagnostics"]
+    first, second = res["layers"][:2]
+    assert first["error_sources"]["quantization"] > 0.999
+    assert first["after"] == [] and second["after"] == ["max-pool"]
+    for row in res["layers"]:
+        src = row["error_sources"]
+        if src is not None:
+            assert sum(src.values()) == pytest.approx(1.0)
+            assert all(0 <= v <= 1 for v in src.values())
+    text = format_diagnostics(res)
+    assert "error % q/o/i" in text and "max-pool" in text
+
+
+def test_residual_joins_are_named(tmp_path, rng):
+    from conftest import small_cnn
+
+    m = small_cnn(4, residual=True, softmax=False)
+    x = rng.uniform(0, 1, (64, 1, 12, 12)).astype(np.float32)
+    np.savez(tmp_path / "c.npz", x=x)
+    np.savez(tmp_path / "d.npz", x=x, y=np.zeros(64, np.int64))
+    import onnx
+
+    onnx.save(m, tmp_path / "m.onnx")
+    compile_model(tmp_path / "m.onnx", tmp_path / "out", calib=tmp_path / "c.npz",
+                  options=Options(timesteps=8))
+    rows = evaluate(tmp_path / "out", tmp_path / "d.npz", [8])["diagnostics"]["layers"]
+    assert any("residual add" in r["after"] for r in rows)
+    assert any(r["error_sources"] and r["error_sources"]["over_firing"] > 0 for r in rows)

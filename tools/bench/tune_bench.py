@@ -26,8 +26,14 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import snnc  # noqa: E402
 from common import MODELS_DIR, data, ensure_models  # noqa: E402
-from snnc.driver import ann_accuracy, load_model, sweep, sweep_settings  # noqa: E402
-from snnc.tune import NORMS  # noqa: E402
+from snnc.driver import (  # noqa: E402
+    Options,  # noqa: E402
+    ann_accuracy,
+    load_model,
+    sweep,
+    sweep_settings,
+)
+from snnc.tune import norms_for  # noqa: E402
 
 BENCH = ["mlp", "cnn_avg", "cnn_bn_max", "cnn_clip", "resnet"]
 CURVE = [4, 8, 16, 32, 64, 128, 256]
@@ -73,10 +79,9 @@ def main() -> int:
         a_plain, a_tuned = acc(plain, x, y, [T])[T], acc(tuned, x, y, [T])[T]
         oracle = "-"
         if not a.no_oracle:
-            grid = sweep_settings(norms=",".join(NORMS), v_inits="0,0.5",
-                                  calibrate_bias="no,yes")
-            grid += [o for o in sweep_settings(norms=",".join(NORMS), shift_bias="yes",
-                                               calibrate_bias="no,yes")]
+            norms = ",".join(norms_for(Options(timesteps=T)))
+            grid = sweep_settings(norms=norms, v_inits="0,0.5", calibrate_bias="no,yes")
+            grid += sweep_settings(norms=norms, shift_bias="yes", calibrate_bias="no,yes")
             res = sweep(path, calib, MODELS_DIR / "mnist_test.npz", [T], grid)
             best = next(b for b in res["best"] if b["timesteps"] == T)
             oracle = f"{best['accuracy']:.4f} ({best['setting']})"
