@@ -14,6 +14,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import json
+import os
 import sys
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
@@ -282,7 +283,7 @@ def _cmd_opt(a: argparse.Namespace) -> int:
                         "'snnc opt --help')")
     for flag, path in (("-o", a.output), ("--params-out", a.params_out)):
         if path is not None:
-            check_writable(path, what=flag)
+            check_writable(path, what=flag, inputs=(a.input, a.params, a.calib))
     text, model = None, None
     if a.input == "-":
         text = sys.stdin.read()
@@ -362,7 +363,7 @@ def _cmd_export_input(a: argparse.Namespace) -> int:
     from snnc.driver import export_input
     from snnc.fsutil import check_writable, write_file_atomic
 
-    check_writable(a.output, what="-o")
+    check_writable(a.output, what="-o", inputs=(a.data,))
     data, n = export_input(a.out, a.data, first=a.first, count=a.count)
     write_file_atomic(a.output, data)
     print(f"snnc: wrote {n} sample{'s' if n != 1 else ''} ({len(data)} bytes) to {a.output}; "
@@ -390,7 +391,7 @@ def _cmd_verify_c(a: argparse.Namespace) -> int:
     if a.json:
         from snnc.fsutil import check_writable
 
-        check_writable(a.json, what="--json")
+        check_writable(a.json, what="--json", inputs=(a.data,))
     r = verify_c(a.out, a.data, first=a.first, count=a.count, timesteps=a.timesteps,
                  cc=a.cc)
     print(f"C ({r['c_name']}, {r['arith']}, {r['compiler']}) vs simulator: {r['samples']} "
@@ -431,7 +432,7 @@ def _cmd_sweep(a: argparse.Namespace) -> int:
     if a.json:
         from snnc.fsutil import check_writable
 
-        check_writable(a.json, what="--json")
+        check_writable(a.json, what="--json", inputs=(a.model, a.calib, a.data))
     res = sweep(a.model, a.calib, a.data, steps, settings, batch=a.batch,
                 progress=_tty_progress)
     cols = [b["timesteps"] for b in res["best"]]
@@ -617,7 +618,11 @@ def _cmd_eval(a: argparse.Namespace) -> int:
 
     for path, what in ((a.json, "--json"), (a.diagnostics, "--diagnostics")):
         if path:
-            check_writable(path, what=what)
+            check_writable(path, what=what, inputs=(a.data,))
+    if a.json and a.diagnostics and os.path.abspath(a.json) == os.path.abspath(
+            a.diagnostics):
+        raise SnncError("--json and --diagnostics name the same file",
+                        hint="give each its own file")
     if a.plots:
         check_writable(a.plots, directory=True, what="--plots")
         import importlib.util

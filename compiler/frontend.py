@@ -120,9 +120,14 @@ def check_and_infer(model: onnx.ModelProto) -> onnx.ModelProto:
         raise SnncError(f"the ONNX checker rejects the model: {str(e).splitlines()[0]}",
                         hint="re-export the model") from None
     try:
-        return onnx.shape_inference.infer_shapes(model, data_prop=True)
+        # check_type: an initializer of the wrong element type (a string bias, a float4
+        # BN mean) is named here, not by onnxruntime at calibration (after `snnc check`
+        # passed the model)
+        return onnx.shape_inference.infer_shapes(model, check_type=True, data_prop=True)
     except Exception as e:
-        raise SnncError(f"ONNX shape inference failed: {str(e).splitlines()[0]}") from None
+        raise SnncError(f"ONNX shape inference failed: {str(e).splitlines()[0]}",
+                        hint="the model's tensors must have the element types its operators "
+                             "accept; re-export it") from None
 
 
 # ======================================================================== context ========
@@ -798,7 +803,19 @@ def _initializer(init: onnx.TensorProto) -> np.ndarray:
                                   or (arr.size > 1 and not np.isfinite(arr).all())):
         raise SnncError(f"{what} holds NaN or Inf values", node=init.name,
                         hint="the trained weights are broken; retrain or re-export")
+    if arr.dtype.kind == "f" and arr.size > 1:
+        big = np.abs(arr[np.isfinite(arr)]).max(initial=0.0)
+        if big > ABSURD:  # scaled by a normalization, folded into a BN: overflows float32
+            raise SnncError(f"{what} holds a value of magnitude {float(big):.3g} (over "
+                            f"{ABSURD:.0e}): thresholds and folded weights would overflow "
+                            "float32", node=init.name,
+                            hint="the trained weights are broken; retrain or re-export")
     return arr
+
+
+#: a weight of larger magnitude is refused (float32's largest is 3.4e38; folding and
+#: normalization multiply weights by ratios of activations)
+ABSURD = 1e30
 
 
 def _foldable(ctx: _Ctx, node: onnx.NodeProto) -> bool:

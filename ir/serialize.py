@@ -9,6 +9,7 @@ from __future__ import annotations
 import hashlib
 import io
 import json
+import math
 import re
 import zipfile
 from dataclasses import fields
@@ -63,13 +64,38 @@ def graph_from_dict(d: dict[str, Any], params: dict[str, np.ndarray]) -> Graph:
     if d.get("version") != VERSION:
         raise SnncError(f"snnc IR version {d.get('version')} is not supported "
                         f"(this snnc reads version {VERSION})", hint="recompile the model")
-    g = Graph(facts=set(d["facts"]), meta=dict(d["meta"]), params=dict(params))
+    _expect(isinstance(d.get("facts"), list) and all(isinstance(f, str) for f in d["facts"])
+            and isinstance(d.get("meta"), dict) and isinstance(d.get("inputs"), list)
+            and isinstance(d.get("outputs"), list) and isinstance(d.get("ops"), list)
+            and all(isinstance(o, str) for o in d["outputs"]),
+            "facts, meta, inputs, outputs and ops must be lists of names, a dict and lists")
+    meta = d["meta"]
+    for key, ok in (("timesteps", _is_int), ("input_steps", _is_int),
+                    ("coding", lambda v: isinstance(v, str)),
+                    ("target_timesteps",
+                     lambda v: isinstance(v, list) and all(_is_int(t) for t in v))):
+        _expect(key not in meta or ok(meta[key]), f"meta '{key}' has the wrong type")
+    g = Graph(facts=set(d["facts"]), meta=dict(meta), params=dict(params))
     for rec in d["inputs"]:
+        _expect(isinstance(rec, dict) and isinstance(rec.get("name"), str)
+                and isinstance(rec.get("dtype"), str) and isinstance(rec.get("shape"), list)
+                and all(_is_int(v, 1 << 31) and v >= 0 for v in rec["shape"]),
+                "an input must be {name, shape: [non-negative ints], dtype}")
         g.inputs.append(rec["name"])
         g.values[rec["name"]] = Value(rec["name"], tuple(rec["shape"]), rec["dtype"])
     g.outputs = list(d["outputs"])
     ops = []
     for rec in d["ops"]:
+        _expect(isinstance(rec, dict) and isinstance(rec.get("kind"), str)
+                and isinstance(rec.get("name"), str) and isinstance(rec.get("out"), str)
+                and isinstance(rec.get("origin"), (str, type(None)))
+                and isinstance(rec.get("inputs"), list)
+                and all(isinstance(v, str) for v in rec["inputs"])
+                and isinstance(rec.get("params"), dict)
+                and all(isinstance(v, (str, type(None))) for v in rec["params"].values())
+                and isinstance(rec.get("attrs"), dict),
+                "an op must be {kind, name, out, origin, inputs: [names], params: {role: "
+                "name or null}, attrs: {...}}")
         cls = OPS.get(rec["kind"])
         if cls is None:
             raise SnncError(f"unknown op kind '{rec['kind']}' in IR file")
@@ -78,15 +104,49 @@ def graph_from_dict(d: dict[str, Any], params: dict[str, np.ndarray]) -> Graph:
         for f in fields(cls):
             role = f.metadata.get("role")
             if role == "operand":
+                _expect(bool(ins), f"op '{rec['name']}' ({rec['kind']}) lacks operand "
+                        f"'{f.name}'")
                 kw[f.name] = ins.pop(0)
             elif role == "operands":
                 kw[f.name], ins = tuple(ins), []
             elif role == "param":
                 kw[f.name] = rec["params"].get(f.name)
             elif role == "attr" and f.name in rec["attrs"]:
-                kw[f.name] = _tuple(rec["attrs"][f.name])
+                val = rec["attrs"][f.name]
+                _expect(_attr_ok(val, str(f.type)), f"op '{rec['name']}' ({rec['kind']}): "
+                        f"attribute '{f.name}' must be {f.type}, not {val!r:.60}")
+                kw[f.name] = _tuple(val)
         ops.append(cls(**kw))
     return g.rebuild(ops)
+
+
+def _expect(ok: bool, what: str) -> None:
+    if not ok:
+        raise SnncError(f"the IR file is malformed: {what}",
+                        hint="recompile the model (an edited graph.json is not read)")
+
+
+def _is_int(v: Any, bound: int = 1 << 63) -> bool:
+    return isinstance(v, int) and not isinstance(v, bool) and -bound < v < bound
+
+
+def _attr_ok(v: Any, ann: str) -> bool:
+    """Whether a JSON value fits an attribute's annotation (bool, int, float, str,
+    tuple[int, ...], float | None); integers in tuples (windows, strides, pads) below
+    2^31, others below 2^63, floats finite."""
+    if v is None:
+        return "None" in ann
+    if ann.startswith("tuple"):
+        return isinstance(v, list) and all(_is_int(x, 1 << 31) for x in v)
+    if ann == "bool":
+        return isinstance(v, bool)
+    if ann == "int":
+        return _is_int(v)
+    if ann.startswith("float"):
+        return (_is_int(v) or isinstance(v, float)) and math.isfinite(v)
+    if ann == "str":
+        return isinstance(v, str)
+    return False
 
 
 def dumps_json(obj: Any) -> bytes:

@@ -235,3 +235,69 @@ def test_text_ir_with_a_missing_param_line(tmp_path):
                                 if not ln.startswith("param @bn1.bias")) + "\n")
     line = one_clean_line(*run("opt", str(broken), "--pipeline", "fold-batchnorm"))
     assert "uses param @bn1.bias, which no 'param' line declares" in line
+
+
+# ---- found by the 10,000-case fuzz run (seeds 10 and 11) ------------------------------
+def test_outputs_never_overwrite_inputs_or_create_folders(out, tmp_path):
+    data = tmp_path / "d.npz"
+    with np.load(TEST) as z:
+        np.savez(data, x=z["x"][:20], y=z["y"][:20])
+    before = data.read_bytes()
+    line = one_clean_line(*run("eval", str(out), "--data", str(data), "--timesteps", "4",
+                               "--no-diagnostics", "--json", str(data)))
+    assert "is an input of this command" in line and data.read_bytes() == before
+    model = tmp_path / "m.onnx"
+    model.write_bytes(Path(MODEL).read_bytes())
+    line = one_clean_line(*run("opt", str(model), "-o", str(model)))
+    assert "is an input" in line and model.read_bytes() == Path(MODEL).read_bytes()
+    line = one_clean_line(*run("eval", str(out), "--data", str(data), "--timesteps", "4",
+                               "--json", str(tmp_path / "missing" / "r.json")))
+    assert "does not exist" in line and not (tmp_path / "missing").exists()
+
+
+def _first(g, kind):
+    return next(op for op in g["ops"] if op["kind"] == kind)
+
+
+@pytest.mark.parametrize("edit", [
+    lambda g: _first(g, "conv")["attrs"].update(strides=[True, 1]),
+    lambda g: _first(g, "conv")["attrs"].update(pads=[2**63, 0, 0, 0]),
+    lambda g: _first(g, "if").update(origin=7),
+    lambda g: _first(g, "conv")["params"].update(bias=False),
+    lambda g: _first(g, "if")["attrs"].update(v_init=""),
+    lambda g: g["meta"].update(timesteps="64"),
+    lambda g: _first(g, "conv").update(inputs=[]),
+])
+def test_edited_graph_json_of_the_wrong_types_is_one_line(out, tmp_path, edit):
+    import json
+    import shutil
+
+    bad = tmp_path / "out"
+    shutil.copytree(out, bad)
+    g = json.loads((bad / "graph.json").read_text())
+    edit(g)
+    (bad / "graph.json").write_text(json.dumps(g))
+    line = one_clean_line(*run("eval", str(bad), "--data", TEST, "--timesteps", "4"))
+    assert "invalid network" in line
+
+
+def test_check_refuses_what_compile_would(tmp_path):
+    """Initializers of the wrong element type (caught by ONNX type checking) and weights of
+    absurd magnitude are refused by `snnc check` and the compile alike."""
+    import onnx
+    from conftest import small_cnn
+    from onnx import numpy_helper as nh
+
+    for name, make in (("string", lambda: nh.from_array(np.array(["a"] * 10), "b2")),
+                       ("int32", lambda: nh.from_array(np.zeros(10, np.int32), "b2")),
+                       ("absurd", lambda: nh.from_array(
+                           np.where(np.arange(10) % 2, -1e38, 0.1).astype(np.float32),
+                           "b2"))):
+        m = small_cnn(0)
+        i = next(k for k, t in enumerate(m.graph.initializer) if t.name == "b2")
+        m.graph.initializer[i].CopyFrom(make())
+        p = tmp_path / f"{name}.onnx"
+        onnx.save(m, p)
+        assert one_clean_line(*run("check", str(p)))
+        assert one_clean_line(*run(str(p), "-o", str(tmp_path / name), "--calib", CALIB))
+        assert not (tmp_path / name).exists()

@@ -1362,7 +1362,13 @@ def _main(argv: list[str]) -> int:
     if not np.isfinite(x32).all():
         return fail("x holds values that are not finite as float32 (NaN, Inf or beyond "
                     "3.4e38)")
-    res = evaluate(net, x32, y.astype(np.int64), steps, args.batch)
+    import warnings
+
+    # as `snnc eval`: numpy's overflow warnings (inputs near float32's limit) are not a
+    # result; the accuracy line is
+    with warnings.catch_warnings(), np.errstate(all="ignore"):
+        warnings.simplefilter("ignore")
+        res = evaluate(net, x32, y.astype(np.int64), steps, args.batch)
     for row in res["snn"]:
         print(f"T={row['timesteps']:5d} accuracy={row['accuracy']:.4f} "
               f"spikes/sample={row['spikes_per_sample']:.1f} "
