@@ -405,7 +405,7 @@ def compile_model(model_path: str | Path, out_dir: str | Path | None, *,
     if dump_ir is not None:  # a file, or a place that cannot be written: before any work
         check_writable(dump_ir, directory=True, what="--dump-ir")
     if depfile is not None:
-        check_writable(depfile, what="--depfile", make_parents=True)  # beside OUT
+        check_writable(depfile, what="--depfile")
     dumps: dict[str, bytes] | None = None if dump_ir is None else {}
     source = Path(model_path)
     model = load_model(source)

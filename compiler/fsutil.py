@@ -197,12 +197,11 @@ def _fill_and_swap(tmp: Path, dest: Path, files: dict[str, bytes], what: str,
 
 
 def check_writable(path: str | Path, *, directory: bool = False, what: str = "output",
-                   inputs: tuple[str | Path | None, ...] = (), make_parents: bool = False
-                   ) -> None:
+                   inputs: tuple[str | Path | None, ...] = ()) -> None:
     """Fail early (before a long simulation) if `path` cannot be written: it exists as
     the wrong kind, it is one of the command's `inputs` (the data it reads, the model),
-    or its first existing ancestor is not a writable directory. A file's folder must
-    exist (make_parents: it is created, as for OUT itself)."""
+    or its first existing ancestor is not a writable directory (missing folders on the
+    way are created, as for OUT itself)."""
     p = Path(path)
     for src in inputs:
         if src is not None and str(src) != "-" and _same_file(p, Path(src)):
@@ -219,9 +218,6 @@ def check_writable(path: str | Path, *, directory: bool = False, what: str = "ou
             if rel in m["outputs"] or rel == MANIFEST or (directory and rel == "."):
                 raise SnncError(f"cannot write {what} '{p}': it is part of the snnc "
                                 f"output '{folder}'", hint="write it beside that folder")
-    if not (directory or make_parents) and not p.parent.exists():  # an existing folder,
-        raise SnncError(f"cannot write {what} '{p}': folder '{p.parent}' does not "
-                        "exist", hint="create it first")  # as compilers' -o does
     # the folder the file is written into (a file is replaced via a sibling temp file)
     anc = p if (directory and p.exists()) else p.parent
     while not anc.exists() and anc != anc.parent:

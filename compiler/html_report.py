@@ -566,6 +566,17 @@ def _notes(report: Mapping[str, Any]) -> str:
                      "channel).</p>"
                      + table([{"layer": k, "lambda": v} for k, v in lam.items()],
                              headers={"lambda": "\u03bb"}, tid="lambda"))
+    tune = report.get("tune")
+    if isinstance(tune, Mapping) and isinstance(tune.get("candidates"), list):
+        rows = [{"recipe": c.get("setting"),
+                 **{f"agreement T={t}": v for t, v in (c.get("agreement") or {}).items()},
+                 "chosen": "yes" if c.get("setting") == tune.get("chosen") else ""}
+                for c in tune["candidates"] if isinstance(c, Mapping)]
+        parts.append(
+            f"<h3>Recipe selection (--tune auto)</h3><p>Every recipe tried, scored by its "
+            f"agreement with the ANN's predictions on {text(tune.get('held_out_samples'))} "
+            f"held-out calibration inputs; chosen: {text(tune.get('chosen'))}.</p>"
+            + table(rows, tid="tune"))
     bc = report.get("bias_calibration")
     if isinstance(bc, Mapping):
         before = bc.get("mean_abs_rate_error_before") or {}

@@ -192,3 +192,9 @@ def test_sweep_tries_calibration_across_t(tmp_path):
     assert row["setting"] == "percentile:99.9, calibrate-bias across T"
     assert row["options"]["calibrate_bias"] == "across"
     assert [r["timesteps"] for r in row["snn"]] == [8, 16]  # one network, read at both
+
+
+def test_html_report_lists_the_recipes(tuned):
+    d, _ = tuned
+    page = (d / "out" / "report.html").read_text()
+    assert "Recipe selection (--tune auto)" in page and 'id="tune"' in page

@@ -2024,7 +2024,9 @@ def _fixed_files() -> list[Case]:
                          c("m $x#:.onnx", "--depfile", "x.d"))[1], outputs=(OUT, "x.d"),
            checks=(_depfile_parses,)),
         fc("json-missing-dir", "eval --json in a missing folder",
-           with_out(_eval("--json", "missing/r.json")), outputs=EVAL_OUT),
+           # the folders on the way to a named output are created (as for OUT)
+           with_out(_eval("--json", "missing/r.json")),
+           outputs=EVAL_OUT + ("missing/r.json",)),
         fc("json-readonly", "eval --json in a read-only folder",
            lambda w, a: (ro("ro", [])(w, a), a.out(w), _eval("--json", "ro/r.json"))[2],
            needs_perms=True, outputs=EVAL_OUT),
