@@ -68,6 +68,7 @@ def norms_for(opts: Options) -> list[str]:
     target T (mse:T per layer and per channel; T1 with finite input time)."""
     fit = opts.fit_steps()
     t0 = fit[0] if fit is not None else min(opts.target_steps())
+    t0 = min(t0, 1 << 20)  # mse:T's largest T (beyond it, the code's step is negligible)
     return [*NORMS, f"mse:{t0}", f"channel-mse:{t0}"]
 
 

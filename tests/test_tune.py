@@ -58,6 +58,15 @@ def test_several_timesteps_never_try_shift_bias():
     assert not any(o.shift_bias for o in many) and any(o.v_init == 0.5 for o in many)
 
 
+def test_mse_norms_stay_valid_at_any_t():
+    from snnc.passes.normalize import parse_method
+    from snnc.tune import norms_for
+
+    for t in (1, 8, 2**31 - 1):
+        for n in norms_for(Options(timesteps=t)):
+            parse_method(n)
+
+
 def test_shift_bias_with_several_timesteps_is_refused():
     with pytest.raises(SnncError, match="v-init 0.5"):
         Options(timesteps=32, targets=(8, 32), shift_bias=True).validate()
