@@ -757,14 +757,16 @@ def load(out_dir: str | Path) -> Graph:
     return load_graph(out_dir)
 
 
+def ann_predictions(model: onnx.ModelProto, x: np.ndarray, batch: int = 100) -> np.ndarray:
+    """The ANN's top-1 class per input (onnxruntime on the source model)."""
+    sess = ort_session(model)
+    return np.concatenate([outs[0].reshape(len(outs[0]), -1).argmax(axis=1)
+                           for _, outs in ort_batches(sess, x, None, batch)]).astype(np.int64)
+
+
 def ann_accuracy(model: onnx.ModelProto, x: np.ndarray, y: np.ndarray, batch: int = 100
                  ) -> float:
-    sess = ort_session(model)
-    correct = 0
-    for i, outs in ort_batches(sess, x, None, batch):
-        yb = y[i:i + len(outs[0])]
-        correct += int((outs[0].reshape(len(yb), -1).argmax(axis=1) == yb).sum())
-    return correct / len(x)
+    return int((ann_predictions(model, x, batch) == y).sum()) / len(x)
 
 
 def evaluate(out_dir: str | Path, data: str | Path, timesteps: list[int], *,

@@ -37,8 +37,8 @@ from typing import Any
 
 import numpy as np
 import onnx
-from snnc.calibration import OnnxCalibration, ort_batches, ort_session
-from snnc.driver import Options, convert, setting_name
+from snnc.calibration import OnnxCalibration
+from snnc.driver import Options, ann_predictions, convert, setting_name
 from snnc.frontend import import_model
 from snnc.ir.errors import SnncError
 from snnc.passes.base import Progress
@@ -95,14 +95,6 @@ def candidates(opts: Options) -> tuple[list[Options], bool]:
     out = [dataclasses.replace(base, norm=n, v_init=v, shift_bias=sb, calibrate_bias=cal)
            for n in norms for v, sb in shifts]
     return out, "calibrate_bias" not in fixed
-
-
-def ann_predictions(model: onnx.ModelProto, x: np.ndarray, batch: int = 100) -> np.ndarray:
-    sess = ort_session(model)
-    preds = []
-    for _, outs in ort_batches(sess, x, None, batch):
-        preds.append(outs[0].reshape(len(outs[0]), -1).argmax(axis=1))
-    return np.concatenate(preds).astype(np.int64)
 
 
 def score(graph: Any, x: np.ndarray, ann_pred: np.ndarray, steps: list[int],
@@ -164,14 +156,14 @@ def tune(model: onnx.ModelProto, calib_x: np.ndarray, opts: Options,
     ann_pred = ann_predictions(model, x_held)
     calibration = OnnxCalibration(model, x_fit)
     tried: list[tuple[Options, dict[str, Any]]] = []
-    best_conv: list[Any] = [None, None]  # (key, conversion) of the best so far only
+    best: list[Any] = [None, None]  # (index into tried, conversion): only the best is kept
 
     def run(o: Options) -> None:
         conv = convert(model, o, calibration=calibration, progress=progress)
         sc = score(conv[1], x_held, ann_pred, steps)
         tried.append((o, sc))
-        if best_conv[0] is None or sc["key"] > best_conv[0]:  # ties: the earlier stays
-            best_conv[:] = [sc["key"], conv]
+        if best[0] is None or sc["key"] > tried[best[0]][1]["key"]:  # ties: earlier stays
+            best[:] = [len(tried) - 1, conv]
 
     stage1, stage2 = candidates(opts)
     for o in stage1:
@@ -181,8 +173,7 @@ def tune(model: onnx.ModelProto, calib_x: np.ndarray, opts: Options,
                         reverse=True)
         for i in ranked[:STAGE2]:
             run(dataclasses.replace(tried[i][0], calibrate_bias=True))
-    best = max(range(len(tried)), key=lambda i: (tried[i][1]["key"], -i))
-    chosen, conv = tried[best][0], best_conv[1]
+    chosen, conv = tried[best[0]][0], best[1]
     report = {
         "chosen": setting_name(chosen),
         "options": {k: getattr(chosen, k) for k in TUNED},

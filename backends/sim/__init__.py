@@ -112,17 +112,7 @@ class Simulator:
                      ) -> dict[str, np.ndarray]:
         """Spikes per neuron, (N, ...) float64, of the named spiking ops after simulating
         inputs x for `timesteps` steps (global sample indices 0..N-1)."""
-        net = network(graph, self.accel, self.threads)
-        parts: dict[str, list[np.ndarray]] = {name: [] for name in ops}
-        for off, xb, _ in runtime.batches(x, None, self.batch):
-            def take(t: int, counts: dict[str, np.ndarray]) -> None:
-                for name in ops:
-                    parts[name].append(counts[name].astype(np.float64))
-
-            net.simulate(xb, timesteps, sample_offset=off, observe=take)
-            if progress is not None:
-                progress(len(xb))
-        return {name: np.concatenate(p) for name, p in parts.items()}
+        return self.spike_counts_at(graph, x, [timesteps], ops, progress)[timesteps]
 
     def spike_counts_at(self, graph: Graph, x: np.ndarray, steps: list[int], ops: list[str],
                         progress: Callable[[int], None] | None = None
