@@ -2,6 +2,8 @@
 interpreter on an IR graph (IrCalibration, for snnc opt)."""
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
 import onnx
 import onnxruntime as ort
@@ -43,6 +45,17 @@ def ort_batches(sess: ort.InferenceSession, x: np.ndarray, outputs: list[str] | 
         yield i, [r[:n] for r in res]
 
 
+def ort_outputs(model: onnx.ModelProto, x: np.ndarray, names: list[str], batch: int = 100
+                ) -> dict[str, np.ndarray]:
+    """The named tensors of a model (its graph outputs) over inputs x, batch by batch."""
+    sess = ort_session(model)
+    parts: dict[str, list[np.ndarray]] = {n: [] for n in names}
+    for _, outs in ort_batches(sess, x, names, batch):
+        for n, a in zip(names, outs):
+            parts[n].append(a)
+    return {n: np.concatenate(parts[n]) for n in names}
+
+
 class _CachedActivations:
     """Activations computed once per name and kept until a pass forgets them."""
 
@@ -57,9 +70,13 @@ class _CachedActivations:
 class OnnxCalibration(_CachedActivations):
     """ANN activations of named tensors over a calibration set, batch by batch."""
 
-    def __init__(self, model: onnx.ModelProto, x: np.ndarray, batch: int = 100):
+    def __init__(self, model: onnx.ModelProto, x: np.ndarray, batch: int = 100,
+                 runner: Any = None):
         self.model, self.x, self.batch = model, x, batch
         self._cache: dict[str, np.ndarray] = {}
+        #: runner(model, names, batch) -> {name: activations over x} in place of
+        #: ort_outputs on this process (a Dask cluster's: compiler/distributed.py)
+        self.runner = runner
 
     def activations(self, names: list[str]) -> dict[str, np.ndarray]:
         g = self.model.graph
@@ -73,13 +90,8 @@ class OnnxCalibration(_CachedActivations):
             for n in missing:
                 m.graph.output.append(known[n] if n in known else
                                       onnx.helper.make_empty_tensor_value_info(n))
-            sess = ort_session(m)
-            parts: dict[str, list[np.ndarray]] = {n: [] for n in missing}
-            for _, outs in ort_batches(sess, self.x, missing, self.batch):
-                for n, a in zip(missing, outs):
-                    parts[n].append(a)
-            for n in missing:
-                self._cache[n] = np.concatenate(parts[n])
+            run = self.runner or (lambda m, names, batch: ort_outputs(m, self.x, names, batch))
+            self._cache.update(run(m, missing, self.batch))
         return {n: self._cache[n] for n in names if n in self._cache}
 
 

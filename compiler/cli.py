@@ -175,7 +175,9 @@ def _eval_parser() -> argparse.ArgumentParser:
     p = _Parser(prog="snnc eval", description="Simulate a compiled network on labelled "
                 "data: accuracy, spikes and SynOps per sample at each number of steps.")
     p.add_argument("out", help="an snnc output directory")
-    p.add_argument("--data", required=True, metavar="DATA.npz", help=".npz with x and y")
+    p.add_argument("--data", required=True, metavar="DATA",
+                   help=".npz with x and y, or a folder or glob of .npz shards or .npy "
+                   "pairs (x.npy + y.npy), read in batches")
     p.add_argument("--timesteps", default=None,
                    help="comma-separated step counts (default: the compile-time T)")
     p.add_argument("--json", metavar="FILE", help="also write the results as JSON")
@@ -194,8 +196,20 @@ def _eval_parser() -> argparse.ArgumentParser:
     p.add_argument("--no-diagnostics", action="store_true",
                    help="only accuracy, spikes and SynOps (faster)")
     p.add_argument("--batch", type=int, default=100)
+    _cluster_args(p)
     _common(p)
     return p
+
+
+def _cluster_args(p: argparse.ArgumentParser) -> None:
+    g = p.add_mutually_exclusive_group()
+    g.add_argument("--workers", type=int, metavar="N",
+                   help="shard the simulations over a local Dask cluster of N worker "
+                   "processes (same results as one process); needs pip install "
+                   "'snnc[distributed]'")
+    g.add_argument("--scheduler", metavar="ADDRESS",
+                   help="shard the simulations over an existing Dask cluster, e.g. "
+                   "tcp://host:8786 (workers must see the --data and --calib paths)")
 
 
 def _sweep_parser() -> argparse.ArgumentParser:
@@ -204,7 +218,9 @@ def _sweep_parser() -> argparse.ArgumentParser:
                 "(every combination of the comma-separated values), to choose settings.")
     p.add_argument("model", help="the ONNX model")
     p.add_argument("--calib", metavar="CALIB.npz", help="calibration inputs (x)")
-    p.add_argument("--data", required=True, metavar="DATA.npz", help=".npz with x and y")
+    p.add_argument("--data", required=True, metavar="DATA",
+                   help=".npz with x and y, or a folder or glob of .npz shards or .npy "
+                   "pairs (x.npy + y.npy), read in batches")
     p.add_argument("--timesteps", default="8,16,32,64,128",
                    help="comma-separated step counts (default 8,16,32,64,128)")
     p.add_argument("--norm", default="max,percentile:99.9,percentile:99.99",
@@ -223,6 +239,7 @@ def _sweep_parser() -> argparse.ArgumentParser:
                    "--timesteps T (across)")
     p.add_argument("--json", metavar="FILE", help="also write the results as JSON")
     p.add_argument("--batch", type=int, default=100)
+    _cluster_args(p)
     _common(p)
     return p
 
@@ -434,7 +451,7 @@ def _cmd_sweep(a: argparse.Namespace) -> int:
 
         check_writable(a.json, what="--json", inputs=(a.model, a.calib, a.data))
     res = sweep(a.model, a.calib, a.data, steps, settings, batch=a.batch,
-                progress=_tty_progress)
+                progress=_tty_progress, workers=a.workers, scheduler=a.scheduler)
     cols = [b["timesteps"] for b in res["best"]]
     best = {b["timesteps"]: b["accuracy"] for b in res["best"]}
     table = []
@@ -631,7 +648,8 @@ def _cmd_eval(a: argparse.Namespace) -> int:
             raise SnncError("--plots needs matplotlib",
                             hint="pip install 'snnc[plot]' (or pip install matplotlib)")
     res = evaluate(a.out, a.data, steps, batch=a.batch, progress=_tty_progress,
-                   diagnose=not a.no_diagnostics, costs=a.cost_table)
+                   diagnose=not a.no_diagnostics, costs=a.cost_table, workers=a.workers,
+                   scheduler=a.scheduler)
     print(f"ANN accuracy (onnxruntime): {res['ann_accuracy']:.4f} on {res['samples']} samples")
     print(f"simulator: {res['engine']}")
     tuned = _tune_line(Path(a.out))

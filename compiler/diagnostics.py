@@ -92,14 +92,21 @@ def checkpoints(tmax: int, timesteps: list[int]) -> list[int]:
     return sorted(pts)
 
 
+#: the float sums a layer keeps (each a list of per-batch terms, summed exactly at the end)
+SUMS = ("rhat_l1", "rhat_l2", "sxy", "sx", "sy", "sxx", "syy", "e_total", "e_quant",
+        "e_over")
+
+
 class _Layer:
     def __init__(self, name: str, value: str, size: int, n_points: int):
         self.name, self.value, self.size = name, value, size
         self.rhat: np.ndarray | None = None  # (B, size) ANN-view rates of the batch
         self.rhat32: np.ndarray | None = None  # the same in float32 (the K curve's terms)
-        self.err = np.zeros(n_points)  # sum ||r(t) - rhat||^2 per checkpoint
-        self.rhat_l1 = self.rhat_l2 = 0.0
-        self.sxy = self.sx = self.sy = self.sxx = self.syy = 0.0
+        # per-batch terms of float sums: ||r(t) - rhat||^2 per checkpoint, the moments of
+        # r and rhat, the squared rate errors at T (total, quantization, over-firing);
+        # math.fsum adds them exactly, so shards merged in any order give one result
+        self.err: list[list[float]] = [[] for _ in range(n_points)]
+        self.terms: dict[str, list[float]] = {k: [] for k in SUMS}
         self.n_pairs = 0
         self.saturated = 0
         self.ann_above = 0  # pairs whose ANN-view rate exceeds 1 (more than one spike/step)
@@ -107,8 +114,24 @@ class _Layer:
         self.ann_active = np.zeros(size, bool)  # the ANN view is positive on some sample
         self.v0 = 0.0  # initial charge in thresholds (v_init), for the quantization part
         self.shift = 0.0  # shift-bias current per step, in thresholds
-        self.e_total = self.e_quant = self.e_over = 0.0  # squared rate errors at T
         self.after: list[str] = []  # "residual add", "max-pool" between it and the last layer
+
+    def add(self, key: str, value: float) -> None:
+        self.terms[key].append(value)
+
+    def total(self, key: str) -> float:
+        return math.fsum(self.terms[key])
+
+    def merge(self, other: _Layer) -> None:
+        for k in SUMS:
+            self.terms[k].extend(other.terms[k])
+        for mine, theirs in zip(self.err, other.err):
+            mine.extend(theirs)
+        self.n_pairs += other.n_pairs
+        self.saturated += other.saturated
+        self.ann_above += other.ann_above
+        self.fired += other.fired  # integer-valued: exact
+        self.ann_active |= other.ann_active
 
 
 class Diagnostics:
@@ -147,8 +170,8 @@ class Diagnostics:
             r = rates[lay.value].reshape(len(xb), -1).astype(np.float64)
             lay.rhat = r
             lay.rhat32 = r.astype(np.float32)
-            lay.rhat_l1 += float(np.abs(r).sum())
-            lay.rhat_l2 += float((r * r).sum())
+            lay.add("rhat_l1", float(np.abs(r).sum()))
+            lay.add("rhat_l2", float((r * r).sum()))
             lay.ann_above += int((r > 1.0).sum())
             lay.ann_active |= (r > 0).any(axis=0)
 
@@ -164,7 +187,7 @@ class Diagnostics:
             d = np.multiply(c, np.float32(1.0 / self._steps_in(t)), dtype=np.float32)
             d -= lay.rhat32
             flat = d.reshape(-1)
-            lay.err[k] += float(np.dot(flat, flat))
+            lay.err[k].append(float(np.dot(flat, flat)))
             if t == self.tmax:
                 self._finish_batch(lay, c.astype(np.float64))
 
@@ -175,37 +198,46 @@ class Diagnostics:
         # the error budget at T: all, quantization of the exact input, over-firing
         q = np.clip(np.floor(np.maximum(a, 0.0) * t_in + lay.shift * t_in + lay.v0),
                     0, t_in) / t_in
-        lay.e_total += float(((r - a) ** 2).sum())
-        lay.e_quant += float(((q - a) ** 2).sum())
-        lay.e_over += float((r[a <= 0] ** 2).sum())
-        lay.sx += float(r.sum())
-        lay.sy += float(a.sum())
-        lay.sxx += float((r * r).sum())
-        lay.syy += float((a * a).sum())
-        lay.sxy += float((r * a).sum())
+        lay.add("e_total", float(((r - a) ** 2).sum()))
+        lay.add("e_quant", float(((q - a) ** 2).sum()))
+        lay.add("e_over", float((r[a <= 0] ** 2).sum()))
+        lay.add("sx", float(r.sum()))
+        lay.add("sy", float(a.sum()))
+        lay.add("sxx", float((r * r).sum()))
+        lay.add("syy", float((a * a).sum()))
+        lay.add("sxy", float((r * a).sum()))
         lay.n_pairs += r.size
         lay.saturated += int((count >= SATURATED * self.tmax).sum())
         lay.fired += count.sum(axis=0)
         lay.rhat = lay.rhat32 = None
 
+    def merge(self, other: Diagnostics) -> Diagnostics:
+        """Add the statistics another observer gathered on other samples (a shard of the
+        same evaluation); exact and independent of order."""
+        for name, lay in self.layers.items():
+            lay.merge(other.layers[name])
+        return self
+
     def result(self) -> list[dict[str, Any]]:
         rows = []
         for lay in self.layers.values():
             n = max(1, lay.n_pairs)
-            cov = lay.sxy / n - (lay.sx / n) * (lay.sy / n)
-            vx = lay.sxx / n - (lay.sx / n) ** 2
-            vy = lay.syy / n - (lay.sy / n) ** 2
+            sx, sy, sxx, syy, sxy = (lay.total(k) for k in ("sx", "sy", "sxx", "syy", "sxy"))
+            l1, l2 = lay.total("rhat_l1"), lay.total("rhat_l2")
+            cov = sxy / n - (sx / n) * (sy / n)
+            vx = sxx / n - (sx / n) ** 2
+            vy = syy / n - (sy / n) ** 2
             corr = cov / math.sqrt(vx * vy) if vx > 1e-15 and vy > 1e-15 else None
             dead = lay.fired == 0
-            omega = lay.rhat_l1 / lay.rhat_l2 if lay.rhat_l2 > 0 else None
-            tot = lay.e_total
-            quant = min(lay.e_quant, tot)
-            over = min(lay.e_over, tot - quant)
+            omega = l1 / l2 if l2 > 0 else None
+            tot = lay.total("e_total")
+            quant = min(lay.total("e_quant"), tot)
+            over = min(lay.total("e_over"), tot - quant)
             rows.append({
                 "layer": lay.name,
                 "neurons": lay.size,
-                "firing_rate": lay.sx / n,
-                "ann_rate": lay.sy / n,
+                "firing_rate": sx / n,
+                "ann_rate": sy / n,
                 "saturated_fraction": lay.saturated / n,
                 "ann_above_threshold_fraction": lay.ann_above / n,
                 "dead_fraction": float(dead.mean()) if lay.size else 0.0,
@@ -218,7 +250,7 @@ class Diagnostics:
                                    "inherited": max(0.0, tot - quant - over) / tot}
                                   if tot > 0 else None),
                 "after": lay.after,
-                "k_curve": [{"t": t, "k": (e / lay.rhat_l2 if lay.rhat_l2 > 0 else None),
+                "k_curve": [{"t": t, "k": (math.fsum(e) / l2 if l2 > 0 else None),
                              "bound": (2 * omega / self._steps_in(t) if omega else None)}
                             for t, e in zip(self.points, lay.err)],
             })

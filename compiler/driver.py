@@ -18,7 +18,7 @@ from snnc.backends.place.targets import load_target, preset_names
 from snnc.backends.sim import Simulator, accelerated, cpus, describe, network, runtime
 from snnc.budget import check_simulation
 from snnc.calibration import IrCalibration, OnnxCalibration, ort_batches, ort_session
-from snnc.data import load_npz
+from snnc.data import ArrayData, Data, load_npz, open_data
 from snnc.diagnostics import Diagnostics, cost_table, energy, verdicts
 from snnc.frontend import ImportResult, import_model, load_model
 from snnc.fsutil import write_tree_atomic
@@ -282,12 +282,14 @@ def convert(model: onnx.ModelProto, opts: Options, *, calib_x: np.ndarray | None
             print_ir_after_all: io.TextIOBase | None = None,
             dumps: dict[str, bytes] | None = None,
             timings: dict[str, float] | None = None, structure_only: bool = False,
-            calibration: OnnxCalibration | None = None, progress: Progress | None = None
+            calibration: OnnxCalibration | None = None, progress: Progress | None = None,
+            simulator: Simulator | None = None
             ) -> tuple[ImportResult, Graph, PassContext]:
     """Import and run the pipeline (no files written). structure_only: no data at all,
     every scale 1 (what `snnc check` needs to find conversion problems). `calibration`
     (instead of calib_x) reuses activations computed for an earlier conversion.
-    progress: a progress reporter for long passes (bias calibration)."""
+    progress: a progress reporter for long passes (bias calibration). simulator: what
+    passes simulate with (default: this process's; distributed.ClusterSimulator)."""
     imported = import_model(model)
     graph = imported.graph
     if len(graph.inputs) != 1:
@@ -300,7 +302,7 @@ def convert(model: onnx.ModelProto, opts: Options, *, calib_x: np.ndarray | None
     if calibration is None and calib_x is not None:
         calibration = OnnxCalibration(imported.model, calib_x)
     ctx = PassContext(calibration=calibration, structure_only=structure_only,
-                      simulator=Simulator(threads=cpus()),
+                      simulator=simulator or Simulator(threads=cpus()),
                       progress=progress)
     passes = opts.passes(gate_leak)
     ctx.notes["pipeline"] = pipeline_spec(passes)
@@ -771,10 +773,13 @@ def ann_accuracy(model: onnx.ModelProto, x: np.ndarray, y: np.ndarray, batch: in
 
 def evaluate(out_dir: str | Path, data: str | Path, timesteps: list[int], *,
              batch: int = 100, progress: Progress | None = None,
-             diagnose: bool = True, costs: str = "horowitz45nm") -> dict[str, Any]:
+             diagnose: bool = True, costs: str = "horowitz45nm",
+             workers: int | None = None, scheduler: str | None = None) -> dict[str, Any]:
     """Simulate a compiled network on labelled data: the `snnc eval` JSON contract
     ("ann_accuracy", "snn") plus, with `diagnose`, the per-layer diagnostics
-    (compiler/diagnostics.py) under "diagnostics"."""
+    (compiler/diagnostics.py) under "diagnostics". data: an .npz, or a folder or glob of
+    shards (data.open_data), read batch by batch. workers / scheduler: shard the work
+    on a Dask cluster (compiler/distributed.py); the numbers are the same."""
     out = Path(out_dir)
     graph = load_graph(out)
     if "spiking" not in graph.facts:
@@ -782,14 +787,15 @@ def evaluate(out_dir: str | Path, data: str | Path, timesteps: list[int], *,
     if not timesteps or any(t < 1 for t in timesteps):
         raise SnncError("timesteps must be positive integers, e.g. 8,16,32")
     shape = graph.shape(graph.inputs[0])
-    x, y = load_npz(data, shape, need_labels=True,
-                    classes=math.prod(graph.shape(graph.outputs[0])))
+    dataset = open_data(data, shape, need_labels=True,
+                        classes=math.prod(graph.shape(graph.outputs[0])))
     source = out / SOURCE_FILE
     if not source.is_file():
         raise SnncError(f"'{out}' has no copy of the source model ({SOURCE_FILE})",
                         hint="recompile the model")
-    return evaluate_arrays(graph, load_model(source), x, y, timesteps, batch=batch,
-                           progress=progress, diagnose=diagnose, costs=costs)
+    return evaluate_data(graph, load_model(source), dataset, timesteps, batch=batch,
+                         progress=progress, diagnose=diagnose, costs=costs,
+                         workers=workers, scheduler=scheduler)
 
 
 def eval_payload(res: dict[str, Any]) -> dict[str, Any]:
@@ -828,23 +834,134 @@ def evaluate_arrays(graph: Graph, model: onnx.ModelProto, x: np.ndarray, y: np.n
                     progress: Progress | None = None, diagnose: bool = True,
                     costs: str = "horowitz45nm") -> dict[str, Any]:
     """evaluate() on a spiking graph, its source model and labelled arrays in memory."""
+    return evaluate_data(graph, model, ArrayData(x, y), timesteps, batch=batch,
+                         progress=progress, diagnose=diagnose, costs=costs)
+
+
+@dataclass
+class EvalPart:
+    """What evaluating some batches counts (mergeable, exactly: see distributed.py)."""
+
+    ann_correct: int
+    tally: runtime.Tally
+    diagnostics: Diagnostics | None
+
+    def merge(self, other: EvalPart) -> EvalPart:
+        self.ann_correct += other.ann_correct
+        self.tally.merge(other.tally)
+        if self.diagnostics is not None and other.diagnostics is not None:
+            self.diagnostics.merge(other.diagnostics)
+        return self
+
+
+#: per process: simulators and onnxruntime sessions built for a network (by token), so
+#: that a worker running many shards of one evaluation builds them once
+_worker_cache: dict[tuple[str, str], Any] = {}
+
+
+def _cached(kind: str, token: str, make: Any) -> Any:
+    key = (kind, token)
+    if key not in _worker_cache:
+        if len(_worker_cache) >= 8:  # a long-lived worker serving many sweeps
+            _worker_cache.pop(next(iter(_worker_cache)))
+        _worker_cache[key] = make()
+    return _worker_cache[key]
+
+
+def eval_part(graph: Graph, model: onnx.ModelProto | None, data: Data, lo: int, hi: int,
+              batch: int, steps: list[int], *, diagnose: bool, tiles: int,
+              threads: int = 1, token: str | None = None,
+              progress: Any = None) -> EvalPart:
+    """Evaluate the batches of `batch` samples starting in [lo, hi) (lo a multiple of
+    batch): the ANN's correct count (model given) and the SNN's Tally and diagnostics.
+    The unit of work one process does over the whole set and a worker over a shard.
+    token: names the graph for the worker cache (None: no caching)."""
+    def make_net() -> Any:
+        return network(graph, accelerated(), threads, tiles=tiles)
+
+    net = make_net() if token is None else _cached("net", token, make_net)
+    sess = None
+    if model is not None:
+        sess = ort_session(model) if token is None else _cached(
+            "ort", token, lambda: ort_session(model))
+    obs = Diagnostics(net.g, max(steps), steps) if diagnose else None
+    ann = [0]
+
+    def items() -> Any:
+        for off, xb, yb in data.batches(batch, lo, hi):
+            if sess is not None:
+                pred = np.concatenate([o[0].reshape(len(o[0]), -1).argmax(axis=1)
+                                       for _, o in ort_batches(sess, xb, None, batch)])
+                ann[0] += int((pred == yb).sum())
+            yield off, xb, yb
+
+    t = runtime.tally(net, items(), steps, progress, obs)
+    return EvalPart(ann[0], t, obs)
+
+
+def run_parts(graph: Graph, model: onnx.ModelProto | None, data: Data, batch: int,
+              steps: list[int], *, diagnose: bool, progress: Progress | None,
+              cluster: Any = None, description: str = "simulating",
+              shared: dict[str, Any] | None = None) -> EvalPart:
+    """eval_part over the whole data set: in this process, or sharded over a Dask
+    cluster (distributed.Cluster) and merged. shared: futures of graph/model/data already
+    scattered to the cluster (a sweep shares the data once for all its settings)."""
+    tiles = cpus()
+    n = len(data)
+    if cluster is None:
+        bar = (contextlib.nullcontext(None) if progress is None else
+               progress(description, n))
+        with bar as update:
+            return eval_part(graph, model, data, 0, n, batch, steps, diagnose=diagnose,
+                             tiles=tiles, threads=tiles, progress=update)
+    import uuid
+
+    from snnc.distributed import Job, shards
+
+    token = uuid.uuid4().hex  # names this network in the workers' caches
+    shared = dict(shared or {})
+    for key, obj in (("graph", graph), ("model", model), ("data", data)):
+        if key not in shared:
+            shared[key] = cluster.share(obj)
+    n_batches = -(-n // batch)
+    jobs = [Job(data.where(a * batch, min(n, b * batch)), min(n, b * batch) - a * batch,
+                (shared["graph"], shared["model"], shared["data"], a * batch, b * batch,
+                 batch, steps),
+                {"diagnose": diagnose, "tiles": tiles, "token": token})
+            for a, b in shards(n_batches, cluster.n_workers)]
+    parts = cluster.run(eval_part, jobs, progress, description)
+    total = parts[0]
+    for part in parts[1:]:
+        total.merge(part)
+    return total
+
+
+def evaluate_data(graph: Graph, model: onnx.ModelProto, data: Data, timesteps: list[int],
+                  *, batch: int = 100, progress: Progress | None = None,
+                  diagnose: bool = True, costs: str = "horowitz45nm",
+                  workers: int | None = None, scheduler: str | None = None
+                  ) -> dict[str, Any]:
+    """evaluate() on a spiking graph, its source model and a data set (data.Data)."""
+    from snnc.distributed import maybe_cluster
+
     table = cost_table(costs) if diagnose else None
-    ann = ann_accuracy(model, x, y, batch)
     steps = sorted(set(timesteps))
     if graph.meta.get("coding") == "ttfs":
         table, diagnose = None, False  # rate-coding diagnostics
-    check_simulation(graph, min(batch, len(x)), max(steps))
+    diagnose = diagnose and table is not None
+    n = len(data)
+    check_simulation(graph, min(batch, n), max(steps))
     kernels = accelerated()
-    net = network(graph, kernels, cpus())
-    obs = Diagnostics(net.g, max(steps), steps) if diagnose else None
-    bar = (contextlib.nullcontext(None) if progress is None else
-           progress("simulating", len(x)))
-    with bar as update:
-        res = runtime.evaluate(net, x, y, steps, batch=batch, progress=update, observer=obs)
-    out = {"ann_accuracy": ann, "snn": res["snn"], "samples": len(x),
+    with maybe_cluster(workers, scheduler) as cluster:
+        part = run_parts(graph, model, data, batch, steps, diagnose=diagnose,
+                         progress=progress, cluster=cluster)
+    res = part.tally.result()
+    ann = part.ann_correct / n
+    out = {"ann_accuracy": ann, "snn": res["snn"], "samples": n,
            "accuracy_per_step": res["accuracy_per_step"],
            "layer_spikes_per_sample": res["layer_spikes"], "engine": describe(kernels),
            **({"ttfs": res["ttfs"]} if "ttfs" in res else {})}
+    obs = part.diagnostics
     if obs is not None and table is not None:
         tmax = max(steps)
         layers = obs.result()
@@ -938,29 +1055,34 @@ def setting_name(o: Options) -> str:
 
 def sweep(model_path: str | Path, calib: str | Path | None, data: str | Path,
           timesteps: list[int], settings: list[Options], *, batch: int = 100,
-          progress: Progress | None = None) -> dict[str, Any]:
+          progress: Progress | None = None, workers: int | None = None,
+          scheduler: str | None = None) -> dict[str, Any]:
     """Accuracy vs T for several compile settings in one call, to choose settings.
 
     Every setting is compiled in memory (calibration activations computed once) and
     simulated on the same data. shift-bias (b += theta/2T) and bias calibration depend on
     T, so such a setting without --fit is compiled once per T and read at that T only. A --fit T1:T2
     setting is also read at T1+T2, its natural length. progress: a progress reporter (one
-    bar over every simulation; bias calibration reports its own)."""
+    bar over every simulation; bias calibration reports its own). workers / scheduler:
+    the simulations run as (setting, shard) tasks on a Dask cluster (distributed.py),
+    the data set shared with the workers once; the numbers are the same."""
+    from snnc.distributed import maybe_cluster
+
     if not timesteps or any(t < 1 for t in timesteps):
         raise SnncError("timesteps must be positive integers, e.g. 8,16,32")
     model = load_model(model_path)
     shape = _input_shape(model)
-    x, y = load_npz(data, shape, need_labels=True, classes=_output_classes(model))
+    dataset = open_data(data, shape, need_labels=True, classes=_output_classes(model))
     calibration = None
     if calib is not None:
-        cx, _ = load_npz(calib, shape, need_labels=False, what="calibration")
-        calibration = OnnxCalibration(import_model(model).model, cx)
+        cx = open_data(calib, shape, need_labels=False, what="calibration").head()
     elif any(o.calibrate_bias for o in settings):
         raise SnncError("the sweep needs calibration data for --calibrate-bias yes",
                         hint="pass --calib CALIB.npz, or sweep --calibrate-bias no")
     elif any(o.norm != "clip" for o in settings):
         raise SnncError("the sweep needs calibration data for data-based normalization",
                         hint="pass --calib CALIB.npz, or sweep only --norm clip")
+    simulator = None
     steps = sorted(set(timesteps))
     plans: list[list[tuple[Options, list[int]]]] = []
     for opts in settings:
@@ -969,19 +1091,30 @@ def sweep(model_path: str | Path, calib: str | Path | None, data: str | Path,
             plans.append([(Options(**{**opts.__dict__, "timesteps": t}), [t]) for t in steps])
         else:
             plans.append([(opts, sorted(set(steps) | ({sum(fit)} if fit else set())))])
-    runs = sum(len(p) for p in plans)
     rows = []
-    bar = (contextlib.nullcontext(None) if progress is None else
-           progress("sweep: simulating", runs * len(x)))
-    with bar as update:
+    n = len(dataset)
+    with maybe_cluster(workers, scheduler) as cluster:
+        shared = None if cluster is None else {"data": cluster.share(dataset),
+                                               "model": None}
+        if calib is not None:  # onnxruntime and bias calibration's simulations on it too
+            from snnc.distributed import ClusterSimulator, calibration_runner
+
+            calibration = OnnxCalibration(
+                import_model(model).model, cx,
+                runner=None if cluster is None else calibration_runner(cluster, cx))
+            simulator = None if cluster is None else ClusterSimulator(cluster)
+        ann = run_parts_ann(model, dataset, batch, cluster, shared)
         for opts, plan in zip(settings, plans):
             results: list[dict[str, Any]] = []
             for o, ts in plan:
-                _, graph, _ = convert(model, o, calibration=calibration, progress=progress)
-                check_simulation(graph, min(batch, len(x)), max(ts))
-                res = runtime.evaluate(network(graph, accelerated(), cpus()), x, y, ts,
-                                       batch=batch, progress=update)
-                results.extend(res["snn"])
+                _, graph, _ = convert(model, o, calibration=calibration, progress=progress,
+                                      simulator=simulator)
+                check_simulation(graph, min(batch, n), max(ts))
+                part = run_parts(graph, None, dataset, batch, ts, diagnose=False,
+                                 progress=progress, cluster=cluster,
+                                 description=f"sweep: {setting_name(o)} T={max(ts)}",
+                                 shared=shared)
+                results.extend(part.tally.result()["snn"])
             rows.append({"setting": setting_name(opts),
                          "options": {"norm": opts.norm, "shift_bias": opts.shift_bias,
                                      "fit": opts.fit, "reset": opts.reset,
@@ -995,5 +1128,32 @@ def sweep(model_path: str | Path, calib: str | Path | None, data: str | Path,
                  for r in row["snn"] if r["timesteps"] == t]
         acc, _, name = max(cands)
         best.append({"timesteps": t, "setting": name, "accuracy": acc})
-    return {"ann_accuracy": ann_accuracy(model, x, y, batch), "samples": len(x),
-            "settings": rows, "best": best}
+    return {"ann_accuracy": ann, "samples": n, "settings": rows, "best": best}
+
+
+def _ann_part(model: onnx.ModelProto, data: Data, lo: int, hi: int, batch: int) -> int:
+    """The ANN's correct predictions on the batches starting in [lo, hi)."""
+    sess = ort_session(model)
+    right = 0
+    for _, xb, yb in data.batches(batch, lo, hi):
+        pred = np.concatenate([o[0].reshape(len(o[0]), -1).argmax(axis=1)
+                               for _, o in ort_batches(sess, xb, None, batch)])
+        right += int((pred == yb).sum())
+    return right
+
+
+def run_parts_ann(model: onnx.ModelProto, data: Data, batch: int, cluster: Any = None,
+                  shared: dict[str, Any] | None = None) -> float:
+    """The ANN's accuracy on a data set (onnxruntime), batch by batch: in this process or
+    as shards on a cluster."""
+    n = len(data)
+    if cluster is None:
+        return _ann_part(model, data, 0, n, batch) / n
+    from snnc.distributed import Job, shards
+
+    dfut = (shared or {}).get("data") or cluster.share(data)
+    mfut = cluster.share(model)
+    jobs = [Job(data.where(a * batch, min(n, b * batch)), min(n, b * batch) - a * batch,
+                (mfut, dfut, a * batch, b * batch, batch))
+            for a, b in shards(-(-n // batch), cluster.n_workers)]
+    return sum(cluster.run(_ann_part, jobs, None, "ann")) / n

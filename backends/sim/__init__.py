@@ -58,11 +58,14 @@ def describe(kernels: list[Any]) -> str:
     return f"onnxruntime kernels (native kernels unavailable: {native_mod.status()})"
 
 
-def network(graph: Graph, accel: Any = None, threads: int = 1) -> runtime.Network:
+def network(graph: Graph, accel: Any = None, threads: int = 1,
+            tiles: int | None = None) -> runtime.Network:
     """A runtime Network over an in-memory graph (weights shared, not copied). accel:
     faster kernels with the same meaning (accelerated()); threads: tiles simulated side
-    by side."""
-    return runtime.Network(graph_to_dict(graph), graph.params, accel, threads=threads)
+    by side; tiles: the least number of tiles per batch (default threads: see
+    runtime.Network)."""
+    return runtime.Network(graph_to_dict(graph), graph.params, accel, threads=threads,
+                           tiles=tiles)
 
 
 def interpret(graph: Graph, feeds: dict[str, np.ndarray],
@@ -86,10 +89,12 @@ class Simulator:
     (None: the runtime's own; "auto": accelerated(), built on first use, so that a
     compile that never simulates never builds them); threads: tiles side by side."""
 
-    def __init__(self, accel: Any = "auto", batch: int = 100, threads: int = 1):
+    def __init__(self, accel: Any = "auto", batch: int = 100, threads: int = 1,
+                 tiles: int | None = None):
         self._accel = accel
         self.batch = batch
         self.threads = threads
+        self.tiles = tiles  # runtime.Network(tiles=...): None, one per thread
 
     @property
     def accel(self) -> Any:
@@ -115,12 +120,12 @@ class Simulator:
         return self.spike_counts_at(graph, x, [timesteps], ops, progress)[timesteps]
 
     def spike_counts_at(self, graph: Graph, x: np.ndarray, steps: list[int], ops: list[str],
-                        progress: Callable[[int], None] | None = None
+                        progress: Callable[[int], None] | None = None, first: int = 0
                         ) -> dict[int, dict[str, np.ndarray]]:
         """spike_counts after each of several step counts, from one simulation up to the
-        largest: {t: {op name: (N, ...) float64}}."""
+        largest: {t: {op name: (N, ...) float64}}. first: the global index of x[0]."""
         want = sorted(set(steps))
-        net = network(graph, self.accel, self.threads)
+        net = network(graph, self.accel, self.threads, tiles=self.tiles)
         parts: dict[int, dict[str, list[np.ndarray]]] = {
             t: {name: [] for name in ops} for t in want}
         for off, xb, _ in runtime.batches(x, None, self.batch):
@@ -129,7 +134,7 @@ class Simulator:
                     for name in ops:
                         parts[t][name].append(counts[name].astype(np.float64))
 
-            net.simulate(xb, want[-1], sample_offset=off, marks=want, observe=take)
+            net.simulate(xb, want[-1], sample_offset=first + off, marks=want, observe=take)
             if progress is not None:
                 progress(len(xb))
         return {t: {name: np.concatenate(p) for name, p in d.items()}

@@ -49,7 +49,7 @@ import json
 import math
 import os
 import sys
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from typing import Any, NamedTuple
 
@@ -816,10 +816,14 @@ class Network:
           for a spiking op: its whole step kernel.
     None keeps the runtime's own kernel.
 
-    threads: tiles of the batch simulated side by side (see tiling)."""
+    threads: tiles of the batch simulated side by side (see tiling); tiles: how many
+    tiles a batch is split into at least (default: threads), so that a process with
+    fewer threads can cut batches exactly as another process did (shards of one
+    evaluation run on workers give the same numbers as one process)."""
 
     def __init__(self, graph: dict[str, Any], params: dict[str, np.ndarray],
-                 accel: Any = None, tile_bytes: int = TILE_BYTES, threads: int = 1):
+                 accel: Any = None, tile_bytes: int = TILE_BYTES, threads: int = 1,
+                 tiles: int | None = None):
         if graph.get("format") != FORMAT or graph.get("version") != VERSION:
             raise ValueError(f"not a {FORMAT} v{VERSION} graph")
         self.g = graph
@@ -834,6 +838,7 @@ class Network:
         #: tiles run side by side on this many threads (numpy, onnxruntime and the native
         #: kernels release the GIL); each tile's computation is the same on any thread
         self.threads = max(1, threads)
+        self.tiles = max(1, self.threads if tiles is None else tiles)
         self._executor: Any = None
         self._fo: dict[str, np.ndarray] | None = None  # fan-outs, computed on first use
         # what each value carries, and each value's last reader (to free it)
@@ -1027,8 +1032,8 @@ class Network:
         one tile per thread."""
         frames = max(1, (tile_bytes or self.tile_bytes) // max(1, self.step_bytes()))
         samples = min(batch, max(1, frames // min(timesteps, TILE_STEPS)))
-        if self.threads > 1:  # a tile for every thread
-            samples = min(samples, max(1, -(-batch // self.threads)))
+        if self.tiles > 1:  # a tile for every thread
+            samples = min(samples, max(1, -(-batch // self.tiles)))
         return samples, int(max(1, min(timesteps, frames // samples)))
 
     def simulate(self, x: np.ndarray, timesteps: int, *, sample_offset: int = 0,
@@ -1165,49 +1170,93 @@ def evaluate(net: Network, x: np.ndarray, y: np.ndarray, timesteps: list[int],
     of `timesteps`. observer (optional): `observer.begin(net, offset, x_batch)` before
     each batch, `observer.marks` (step counts it needs spike counts at) and
     `observer.observe(t, counts)` (see Network.simulate)."""
+    return tally(net, batches(x, y, batch), timesteps, progress, observer).result()
+
+
+def tally(net: Network, items: Iterable[tuple[int, np.ndarray, np.ndarray]],
+          timesteps: list[int], progress: Callable | None = None,
+          observer: Any = None) -> Tally:
+    """Simulate the (offset, x batch, y batch) items (batches()) and count: the Tally of
+    evaluate(). Tallies of disjoint parts of a data set merge exactly (Tally.merge) into
+    the tally of the whole, whatever the order: evaluation can be split into shards."""
     steps = sorted(set(timesteps))
     tmax = steps[-1]
-    ttfs = net.g["meta"].get("coding") == "ttfs"
-    if ttfs:  # spike times: the totals after every step
+    t = Tally(steps)
+    if net.g["meta"].get("coding") == "ttfs":  # spike times: the totals after every step
         if observer is not None:
             raise ValueError("rate-coding diagnostics do not apply to temporal coding")
-        observer = _SpikeTimes(net, steps, tmax)
+        observer = t.ttfs = _SpikeTimes(net, steps, tmax)
     want = set(steps) | set(getattr(observer, "marks", ()))
-    correct = np.zeros(tmax, np.int64)
-    spikes: dict[str, np.ndarray] = {}
-    synops = None
-    marks: list[int] = []
-    for off, xb, yb in batches(x, y, batch):
+    for off, xb, yb in items:
         if observer is not None:
             observer.begin(net, off, xb)
         tr = net.simulate(xb, tmax, sample_offset=off, marks=sorted(want),
                           observe=None if observer is None else observer.observe,
                           record=getattr(observer, "record", None))
         pred = tr["output"].reshape(tmax, len(xb), -1).argmax(axis=-1)
-        correct += (pred == yb[None, :]).sum(axis=1)
-        for k, v in tr["spikes"].items():
-            spikes[k] = spikes.get(k, 0) + v
-        synops = tr["synops"] if synops is None else synops + tr["synops"]
-        marks = tr["marks"]
+        t.add(pred, yb, tr)
         if progress:
             progress(len(xb))
-    n = len(x)
-    at = {t: i for i, t in enumerate(marks)}
-    total = sum(spikes.values()) if spikes else np.zeros(len(marks))
-    if synops is None:
-        synops = np.zeros(len(marks))
-    out = {
-        "accuracy_per_step": (correct / n).tolist(),
-        "layer_spikes": {k: float(v[at[tmax]] / n) for k, v in spikes.items()},
-        "snn": [{"timesteps": t, "accuracy": float(correct[t - 1] / n),
-                 "spikes_per_sample": float(total[at[t]] / n),
-                 "synops_per_sample": float(synops[at[t]] / n)} for t in steps],
-    }
-    if ttfs:
-        for row in out["snn"]:
-            row.update(observer.row(row["timesteps"]))
-        out["ttfs"] = observer.summary(n)
-    return out
+    return t
+
+
+class Tally:
+    """What evaluation counts over samples: correct predictions after every step, spikes
+    per layer and SynOps at the marks. Every entry is an integer (spike and SynOp totals
+    are integer-valued float64, exact up to 2^53), so merging tallies is exact and
+    independent of order."""
+
+    def __init__(self, steps: list[int]):
+        self.steps = sorted(set(steps))
+        self.n = 0
+        self.correct = np.zeros(self.steps[-1], np.int64)
+        self.spikes: dict[str, np.ndarray] = {}
+        self.synops: np.ndarray | None = None
+        self.marks: list[int] = []
+        self.ttfs: _SpikeTimes | None = None
+
+    def add(self, pred: np.ndarray, y: np.ndarray, tr: dict[str, Any]) -> None:
+        """One simulated batch: predictions (T, B) and Network.simulate's record."""
+        self.n += pred.shape[1]
+        self.correct += (pred == y[None, :]).sum(axis=1)
+        for k, v in tr["spikes"].items():
+            self.spikes[k] = self.spikes.get(k, 0) + v
+        self.synops = tr["synops"] if self.synops is None else self.synops + tr["synops"]
+        self.marks = tr["marks"]
+
+    def merge(self, other: Tally) -> Tally:
+        """Add another tally (of other samples, the same steps and network) to this one."""
+        if other.steps != self.steps:
+            raise ValueError("tallies of different step counts do not merge")
+        self.n += other.n
+        self.correct += other.correct
+        for k, v in other.spikes.items():
+            self.spikes[k] = self.spikes.get(k, 0) + v
+        if other.synops is not None:
+            self.synops = other.synops if self.synops is None else self.synops + other.synops
+        self.marks = other.marks or self.marks
+        if other.ttfs is not None:
+            self.ttfs = other.ttfs if self.ttfs is None else self.ttfs.merge(other.ttfs)
+        return self
+
+    def result(self) -> dict[str, Any]:
+        """evaluate()'s record: accuracy per step, spikes per layer, the rows per T."""
+        n, steps, tmax = max(1, self.n), self.steps, self.steps[-1]
+        at = {t: i for i, t in enumerate(self.marks)}
+        total = sum(self.spikes.values()) if self.spikes else np.zeros(len(self.marks))
+        synops = self.synops if self.synops is not None else np.zeros(len(self.marks))
+        out = {
+            "accuracy_per_step": (self.correct / n).tolist(),
+            "layer_spikes": {k: float(v[at[tmax]] / n) for k, v in self.spikes.items()},
+            "snn": [{"timesteps": t, "accuracy": float(self.correct[t - 1] / n),
+                     "spikes_per_sample": float(total[at[t]] / n),
+                     "synops_per_sample": float(synops[at[t]] / n)} for t in steps],
+        }
+        if self.ttfs is not None:
+            for row in out["snn"]:
+                row.update(self.ttfs.row(row["timesteps"]))
+            out["ttfs"] = self.ttfs.summary(n)
+        return out
 
 
 class _SpikeTimes:
@@ -1237,6 +1286,14 @@ class _SpikeTimes:
             c = counts[op["name"]]
             if t in self.max_count and c.size:
                 self.max_count[t] = max(self.max_count[t], float(c.max()))
+
+    def merge(self, other: _SpikeTimes) -> _SpikeTimes:
+        """Another shard's record (exact: integer-valued sums and maxima)."""
+        for k, h in other.per_step.items():
+            self.per_step[k] += h
+        for t, m in other.max_count.items():
+            self.max_count[t] = max(self.max_count[t], m)
+        return self
 
     def row(self, t: int) -> dict[str, Any]:
         return {"spikes_per_neuron": self.max_count[t],
