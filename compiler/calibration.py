@@ -14,9 +14,12 @@ from snnc.ir.graph import Graph
 ort.set_default_logger_severity(4)
 
 
-def ort_session(model: onnx.ModelProto) -> ort.InferenceSession:
+def ort_session(model: onnx.ModelProto, threads: int = 0) -> ort.InferenceSession:
+    """An onnxruntime CPU session; threads: its intra-op threads (0: onnxruntime's
+    default, every core; a Dask worker of one thread asks for 1)."""
     opts = ort.SessionOptions()
     opts.log_severity_level = 4  # ORT's own log lines: errors come back as exceptions
+    opts.intra_op_num_threads = threads
     try:
         return ort.InferenceSession(model.SerializeToString(), opts,
                                     providers=["CPUExecutionProvider"])
@@ -45,10 +48,10 @@ def ort_batches(sess: ort.InferenceSession, x: np.ndarray, outputs: list[str] | 
         yield i, [r[:n] for r in res]
 
 
-def ort_outputs(model: onnx.ModelProto, x: np.ndarray, names: list[str], batch: int = 100
-                ) -> dict[str, np.ndarray]:
+def ort_outputs(model: onnx.ModelProto, x: np.ndarray, names: list[str], batch: int = 100,
+                threads: int = 0) -> dict[str, np.ndarray]:
     """The named tensors of a model (its graph outputs) over inputs x, batch by batch."""
-    sess = ort_session(model)
+    sess = ort_session(model, threads)
     parts: dict[str, list[np.ndarray]] = {n: [] for n in names}
     for _, outs in ort_batches(sess, x, names, batch):
         for n, a in zip(names, outs):

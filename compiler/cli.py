@@ -85,6 +85,11 @@ def _compile_parser() -> argparse.ArgumentParser:
                    help="bias calibration: simulate the --calib inputs for T steps and add "
                    "to every neuron layer the current that cancels its mean rate error "
                    "(per channel); tuned to T = --timesteps (T1+T2 with --fit)")
+    p.add_argument("--signed-neurons", action="store_true",
+                   help="signed neurons (simulator only): a hidden neuron fires a -1 "
+                   "spike when later input cancels spikes it already fired, so its net "
+                   "count follows the accumulated input (cures residual over-firing at "
+                   "short T; not for --backend c/place/nir or --arith fixed)")
     p.add_argument("--fit", metavar="T1:T2",
                    help="finite input time: input and biases for T1 steps, then T2 drain "
                    "steps; the network runs T1+T2 steps (e.g. --fit 5:4)")
@@ -237,6 +242,8 @@ def _sweep_parser() -> argparse.ArgumentParser:
                    help="no (default), yes, across, or a list (no,yes,across): bias "
                    "calibration compiled per T (yes), or once, fitted to hold at every "
                    "--timesteps T (across)")
+    p.add_argument("--signed-neurons", default="no", dest="signed",
+                   help="no (default), yes, or no,yes: signed neurons (simulator only)")
     p.add_argument("--json", metavar="FILE", help="also write the results as JSON")
     p.add_argument("--batch", type=int, default=100)
     _cluster_args(p)
@@ -445,7 +452,7 @@ def _cmd_sweep(a: argparse.Namespace) -> int:
     if a.batch < 1:
         raise SnncError("--batch must be >= 1")
     settings = sweep_settings(a.norm, a.shift_bias, a.fit, a.reset, a.v_init,
-                              a.calibrate_bias, steps)
+                              a.calibrate_bias, steps, signed=a.signed)
     if a.json:
         from snnc.fsutil import check_writable
 
@@ -494,7 +501,8 @@ def _cmd_compile(a: argparse.Namespace) -> int:
     tune = a.tune
     if tune is None:
         recipe_given = (a.norm != "percentile:99.9" or a.v_init != 0.0 or a.shift_bias
-                        or a.calibrate_bias or a.fit is not None or a.reset != "subtract"
+                        or a.calibrate_bias or a.signed_neurons or a.fit is not None
+                        or a.reset != "subtract"
                         or a.pipeline is not None or a.coding != "rate"
                         or a.arith != "float" or a.input_coding != "analog")
         tune = ("auto" if a.timesteps is not None and a.calib is not None
@@ -504,7 +512,7 @@ def _cmd_compile(a: argparse.Namespace) -> int:
                    tune=tune,
                    input_coding=a.input_coding, seed=a.seed, readout=a.readout,
                    v_init=a.v_init, shift_bias=a.shift_bias, fit=a.fit,
-                   calibrate_bias=a.calibrate_bias,
+                   calibrate_bias=a.calibrate_bias, signed=a.signed_neurons,
                    backends=tuple(dict.fromkeys(_backends(a.backend) + tuple(a.emit))),
                    nir_strict=a.nir_strict, arith=a.arith, c_name=a.c_name,
                    target=a.target, place_seed=a.place_seed, coding=a.coding,

@@ -102,6 +102,11 @@ class Cluster:
         self._stack.close()
 
     @property
+    def address(self) -> str:
+        """The scheduler's address (another client, e.g. `--scheduler`, can join)."""
+        return self.client.scheduler.address
+
+    @property
     def n_workers(self) -> int:
         info = self.client.scheduler_info()
         return max(1, len(info.get("workers", {})))
@@ -115,10 +120,12 @@ class Cluster:
             description: str = "simulating") -> list[Any]:
         """fn over the jobs on the cluster; the results in job order. progress: a
         progress factory (driver.Progress): one bar over every job's samples."""
+        import uuid
+
         distributed = _dask()
+        run = uuid.uuid4().hex[:16]  # keys unique to this run: Dask reuses a known key
         futures = [self.client.submit(fn, *j.args, **j.kwargs, retries=RETRIES, pure=False,
-                                      key=f"snnc-{description.replace(' ', '-')}-{i}-"
-                                          f"{id(self):x}")
+                                      key=f"snnc-{description.replace(' ', '-')}-{run}-{i}")
                    for i, j in enumerate(jobs)]
         index = {f.key: i for i, f in enumerate(futures)}
         results: list[Any] = [None] * len(jobs)
@@ -172,7 +179,7 @@ def _batch_ranges(n: int, batch: int, workers: int) -> list[tuple[int, int]]:
 def _ort_rows(model: Any, x: Any, lo: int, hi: int, names: list[str], batch: int) -> Any:
     from snnc.calibration import ort_outputs
 
-    return ort_outputs(model, x[lo:hi], names, batch)
+    return ort_outputs(model, x[lo:hi], names, batch, threads=1)
 
 
 def calibration_runner(cluster: Cluster, x: Any) -> Callable[..., Any]:

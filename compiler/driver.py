@@ -41,6 +41,7 @@ from snnc.passes import (
     Quantize,
     ReluBeforeMaxPool,
     ShiftBias,
+    SignedNeurons,
     TtfsSchedule,
 )
 from snnc.passes.base import Progress
@@ -72,6 +73,9 @@ class Options:
     #: bias calibration (passes/calibrate_bias.py): cancel each layer's mean rate error,
     #: measured by simulating the calibration inputs for the compile-time length
     calibrate_bias: bool = False
+    #: signed neurons (passes/signed_neurons.py): hidden populations take back spikes
+    #: their later input cancels (simulator only)
+    signed: bool = False
     backends: tuple[str, ...] = ("sim",)
     # --- C backend (issue 4) ---
     #: "float" or "fixed" (passes/quantize.py: integer weights, thresholds, membranes)
@@ -129,11 +133,11 @@ class Options:
 
     #: the settings that only choose passes: an explicit pipeline replaces them all
     PIPELINE_ONLY = ("norm", "reset", "input_coding", "seed", "readout", "v_init",
-                     "shift_bias", "fit", "calibrate_bias", "arith", "coding", "leak",
+                     "shift_bias", "fit", "calibrate_bias", "signed", "arith", "coding", "leak",
                      "spike_time", "ttfs_range", "tune")
 
     #: rate-coding settings that do not apply to temporal coding
-    RATE_ONLY = ("norm", "shift_bias", "calibrate_bias", "fit", "reset", "v_init",
+    RATE_ONLY = ("norm", "shift_bias", "calibrate_bias", "signed", "fit", "reset", "v_init",
                  "input_coding", "readout", "arith", "timesteps", "targets", "tune")
 
     def __post_init__(self) -> None:
@@ -229,6 +233,17 @@ class Options:
                                  "or a JSON file")
         if self.target and "place" in self.backends:
             load_target(self.target)  # a bad description fails before compiling
+        if self.signed:
+            if self.reset != "subtract" or self.fit is not None:
+                raise SnncError("signed neurons reset by subtraction and run without finite "
+                                "input time", hint="drop --signed-neurons, or --reset zero "
+                                "and --fit")
+            if self.arith != "float" or any(b in ("c", "place", "nir")
+                                            for b in self.backends):
+                raise SnncError("signed neurons (-1 spikes) run in the simulator only: the C "
+                                "backend, fixed point, NIR and the chip targets have no "
+                                "negative spikes", hint="drop --signed-neurons for those "
+                                "backends")
 
     def passes(self, gate_leak: float | None = None) -> list[Pass]:
         """The pass objects these options ask for (or the --pipeline given); gate_leak:
@@ -257,6 +272,8 @@ class Options:
                                 readout=self.readout))
         if fit is not None:
             out.append(FiniteInput(steps=fit[0]))
+        if self.signed:
+            out.append(SignedNeurons())
         if self.calibrate_bias:
             more = [t for t in self.target_steps() if t != self.total_timesteps()]
             out.append(CalibrateBias(timesteps=self.total_timesteps(),
@@ -883,7 +900,7 @@ def eval_part(graph: Graph, model: onnx.ModelProto | None, data: Data, lo: int, 
     sess = None
     if model is not None:
         sess = ort_session(model) if token is None else _cached(
-            "ort", token, lambda: ort_session(model))
+            "ort", token, lambda: ort_session(model, threads))
     obs = Diagnostics(net.g, max(steps), steps) if diagnose else None
     ann = [0]
 
@@ -906,14 +923,22 @@ def run_parts(graph: Graph, model: onnx.ModelProto | None, data: Data, batch: in
     """eval_part over the whole data set: in this process, or sharded over a Dask
     cluster (distributed.Cluster) and merged. shared: futures of graph/model/data already
     scattered to the cluster (a sweep shares the data once for all its settings)."""
-    tiles = cpus()
-    n = len(data)
     if cluster is None:
+        n = len(data)
         bar = (contextlib.nullcontext(None) if progress is None else
                progress(description, n))
         with bar as update:
             return eval_part(graph, model, data, 0, n, batch, steps, diagnose=diagnose,
-                             tiles=tiles, threads=tiles, progress=update)
+                             tiles=cpus(), threads=cpus(), progress=update)
+    jobs = part_jobs(graph, model, data, batch, steps, diagnose, cluster, shared)
+    return merge_parts(cluster.run(eval_part, jobs, progress, description))
+
+
+def part_jobs(graph: Graph, model: onnx.ModelProto | None, data: Data, batch: int,
+              steps: list[int], diagnose: bool, cluster: Any,
+              shared: dict[str, Any] | None = None) -> list[Any]:
+    """The eval_part tasks (distributed.Job) that cover the data set on the cluster: the
+    graph, model and data shared once (unless `shared` holds them already)."""
     import uuid
 
     from snnc.distributed import Job, shards
@@ -923,13 +948,15 @@ def run_parts(graph: Graph, model: onnx.ModelProto | None, data: Data, batch: in
     for key, obj in (("graph", graph), ("model", model), ("data", data)):
         if key not in shared:
             shared[key] = cluster.share(obj)
-    n_batches = -(-n // batch)
-    jobs = [Job(data.where(a * batch, min(n, b * batch)), min(n, b * batch) - a * batch,
+    n = len(data)
+    return [Job(data.where(a * batch, min(n, b * batch)), min(n, b * batch) - a * batch,
                 (shared["graph"], shared["model"], shared["data"], a * batch, b * batch,
                  batch, steps),
-                {"diagnose": diagnose, "tiles": tiles, "token": token})
-            for a, b in shards(n_batches, cluster.n_workers)]
-    parts = cluster.run(eval_part, jobs, progress, description)
+                {"diagnose": diagnose, "tiles": cpus(), "token": token})
+            for a, b in shards(-(-n // batch), cluster.n_workers)]
+
+
+def merge_parts(parts: list[EvalPart]) -> EvalPart:
     total = parts[0]
     for part in parts[1:]:
         total.merge(part)
@@ -995,8 +1022,8 @@ def _grid_values(name: str, text: str) -> list[str]:
 
 def sweep_settings(norms: str = "percentile:99.9", shift_bias: str = "no",
                    fits: str = "none", resets: str = "subtract", v_inits: str = "0",
-                   calibrate_bias: str = "no", steps: list[int] | None = None
-                   ) -> list[Options]:
+                   calibrate_bias: str = "no", steps: list[int] | None = None,
+                   signed: str = "no") -> list[Options]:
     """The grid of compile settings of `snnc sweep`: every combination of the
     comma-separated values (norms may hold several methods, fits 'none' or T1:T2,
     v_inits fractions of the threshold; calibrate_bias no, yes (compiled per T) or
@@ -1017,6 +1044,11 @@ def sweep_settings(norms: str = "percentile:99.9", shift_bias: str = "no",
             raise SnncError(f"bad --calibrate-bias value '{v}'",
                             hint="use no, yes, across or a list such as no,yes,across")
         cals.append(flags.get(v, v))
+    signs = []
+    for v in _grid_values("signed-neurons", signed):
+        if v not in flags:
+            raise SnncError(f"bad --signed-neurons value '{v}'", hint="use no, yes or no,yes")
+        signs.append(flags[v])
     grid = []
     for norm in _grid_values("norm", norms):
         for fit in _grid_values("fit", fits):
@@ -1030,11 +1062,15 @@ def sweep_settings(norms: str = "percentile:99.9", shift_bias: str = "no",
                                 if sb or fit != "none" or len(ts) < 2:
                                     continue  # right at one T only, or nothing to span
                                 more = {"timesteps": ts[-1], "targets": tuple(ts)}
-                            o = Options(norm=norm, shift_bias=sb, reset=reset,
-                                        v_init=v_init, fit=None if fit == "none" else fit,
-                                        calibrate_bias=bool(cal), **more)
-                            o.validate()
-                            grid.append(o)
+                            for sg in dict.fromkeys(signs):
+                                if sg and (reset != "subtract" or fit != "none"):
+                                    continue  # signed neurons: subtract, no finite input
+                                o = Options(norm=norm, shift_bias=sb, reset=reset,
+                                            v_init=v_init,
+                                            fit=None if fit == "none" else fit,
+                                            calibrate_bias=bool(cal), signed=sg, **more)
+                                o.validate()
+                                grid.append(o)
     return grid
 
 
@@ -1048,6 +1084,8 @@ def setting_name(o: Options) -> str:
         parts.append(f"v_init {o.v_init:g}")
     if o.reset != "subtract":
         parts.append(f"reset {o.reset}")
+    if o.signed:
+        parts.append("signed neurons")
     if o.calibrate_bias:
         parts.append("calibrate-bias" + (" across T" if len(o.target_steps()) > 1 else ""))
     return ", ".join(parts)
@@ -1104,24 +1142,45 @@ def sweep(model_path: str | Path, calib: str | Path | None, data: str | Path,
                 runner=None if cluster is None else calibration_runner(cluster, cx))
             simulator = None if cluster is None else ClusterSimulator(cluster)
         ann = run_parts_ann(model, dataset, batch, cluster, shared)
-        for opts, plan in zip(settings, plans):
-            results: list[dict[str, Any]] = []
-            for o, ts in plan:
-                _, graph, _ = convert(model, o, calibration=calibration, progress=progress,
-                                      simulator=simulator)
+        runs = sum(len(p) for p in plans)
+        bar = (contextlib.nullcontext(None) if progress is None else
+               progress("sweep: simulating", runs * n))
+        with bar as update:
+            def one_bar(description: str, total: int) -> Any:  # every run on one bar
+                return contextlib.nullcontext(update)
+
+            graphs = []
+            for o, ts in (run for plan in plans for run in plan):
+                _, graph, _ = convert(model, o, calibration=calibration,
+                                      progress=progress, simulator=simulator)
                 check_simulation(graph, min(batch, n), max(ts))
-                part = run_parts(graph, None, dataset, batch, ts, diagnose=False,
-                                 progress=progress, cluster=cluster,
-                                 description=f"sweep: {setting_name(o)} T={max(ts)}",
-                                 shared=shared)
-                results.extend(part.tally.result()["snn"])
-            rows.append({"setting": setting_name(opts),
-                         "options": {"norm": opts.norm, "shift_bias": opts.shift_bias,
-                                     "fit": opts.fit, "reset": opts.reset,
-                                     "v_init": opts.v_init,
-                                     "calibrate_bias": ("across" if opts.targets else
-                                                        opts.calibrate_bias)},
-                         "pipeline": opts.pipeline_text(), "snn": results})
+                graphs.append(graph)
+            if cluster is None:
+                parts = [run_parts(g, None, dataset, batch, ts, diagnose=False,
+                                   progress=None if update is None else one_bar)
+                         for g, (_, ts) in zip(graphs, (r for p in plans for r in p))]
+            else:  # every (setting, shard) task at once: no worker waits for a setting
+                jobs = [part_jobs(g, None, dataset, batch, ts, False, cluster, shared)
+                        for g, (_, ts) in zip(graphs, (r for p in plans for r in p))]
+                done = cluster.run(eval_part, [j for js in jobs for j in js],
+                                   None if update is None else one_bar, "sweep")
+                parts, k = [], 0
+                for js in jobs:
+                    parts.append(merge_parts(done[k:k + len(js)]))
+                    k += len(js)
+            runs_done = iter(parts)
+            for opts, plan in zip(settings, plans):
+                results: list[dict[str, Any]] = []
+                for _ in plan:
+                    results.extend(next(runs_done).tally.result()["snn"])
+                rows.append({"setting": setting_name(opts),
+                             "options": {"norm": opts.norm, "shift_bias": opts.shift_bias,
+                                         "fit": opts.fit, "reset": opts.reset,
+                                         "v_init": opts.v_init,
+                                         "calibrate_bias": ("across" if opts.targets else
+                                                            opts.calibrate_bias),
+                                         "signed": opts.signed},
+                             "pipeline": opts.pipeline_text(), "snn": results})
     best = []
     for t in sorted({r["timesteps"] for row in rows for r in row["snn"]}):
         cands = [(r["accuracy"], -i, row["setting"]) for i, row in enumerate(rows)
@@ -1131,9 +1190,10 @@ def sweep(model_path: str | Path, calib: str | Path | None, data: str | Path,
     return {"ann_accuracy": ann, "samples": n, "settings": rows, "best": best}
 
 
-def _ann_part(model: onnx.ModelProto, data: Data, lo: int, hi: int, batch: int) -> int:
+def _ann_part(model: onnx.ModelProto, data: Data, lo: int, hi: int, batch: int,
+              threads: int = 0) -> int:
     """The ANN's correct predictions on the batches starting in [lo, hi)."""
-    sess = ort_session(model)
+    sess = ort_session(model, threads)
     right = 0
     for _, xb, yb in data.batches(batch, lo, hi):
         pred = np.concatenate([o[0].reshape(len(o[0]), -1).argmax(axis=1)
@@ -1154,6 +1214,6 @@ def run_parts_ann(model: onnx.ModelProto, data: Data, batch: int, cluster: Any =
     dfut = (shared or {}).get("data") or cluster.share(data)
     mfut = cluster.share(model)
     jobs = [Job(data.where(a * batch, min(n, b * batch)), min(n, b * batch) - a * batch,
-                (mfut, dfut, a * batch, b * batch, batch))
+                (mfut, dfut, a * batch, b * batch, batch, 1))
             for a, b in shards(-(-n // batch), cluster.n_workers)]
     return sum(cluster.run(_ann_part, jobs, None, "ann")) / n

@@ -9,10 +9,12 @@ nets their clip bounds): a user should not need to know the recipe zoo. The tune
    part (scoring); test data is never seen;
 2. converts the network with every recipe of stage 1 (normalization method -- NORMS, and
    mse:T / channel-mse:T, the scales with the least rate-code error at the shortest
-   target T -- x the charge-shifting options: none, v_init 0.5, shift bias at one T) --
-   cheap, the calibration activations are computed once and shared;
+   target T -- x the charge-shifting options: none, v_init 0.5, shift bias at one T --
+   x signed neurons or not, when the network stays in the simulator) -- cheap, the
+   calibration activations are computed once and shared;
 3. adds bias calibration (fitted over every target T: passes/calibrate_bias.py) to
-   the best stage-1 recipes (stage 2, the expensive part: one bias calibration each);
+   the best stage-1 recipes and the best of each family (stage2_picks; stage 2, the
+   expensive part: one bias calibration each);
 4. keeps the recipe whose SNN agrees best with the ANN's predictions on the held-out
    inputs, averaged over the target T values (so a recipe that decays past its T loses).
 
@@ -50,7 +52,7 @@ STAGE2 = 2
 #: the held-out part: this fraction of the calibration inputs, within these bounds
 HELD_FRACTION, HELD_MAX, MIN_SPLIT = 1 / 3, 2000, 20
 #: the recipe fields the tuner searches
-TUNED = ("norm", "v_init", "shift_bias", "calibrate_bias")
+TUNED = ("norm", "v_init", "shift_bias", "calibrate_bias", "signed")
 
 
 def split(n: int, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
@@ -92,9 +94,18 @@ def candidates(opts: Options) -> tuple[list[Options], bool]:
             shifts.append((0.0, True))
     base = dataclasses.replace(opts, tune="off")
     cal = opts.calibrate_bias if "calibrate_bias" in fixed else False
-    out = [dataclasses.replace(base, norm=n, v_init=v, shift_bias=sb, calibrate_bias=cal)
-           for n in norms for v, sb in shifts]
+    signs = [opts.signed] if "signed" in fixed or not signed_applies(opts) else [False, True]
+    out = [dataclasses.replace(base, norm=n, v_init=v, shift_bias=sb, calibrate_bias=cal,
+                               signed=sg)
+           for sg in signs for n in norms for v, sb in shifts]
     return out, "calibrate_bias" not in fixed
+
+
+def signed_applies(opts: Options) -> bool:
+    """Whether signed neurons may be tried: the network stays in the simulator (no C,
+    placement or NIR backend, float), resets by subtraction, without finite input."""
+    return (opts.arith == "float" and opts.reset == "subtract" and opts.fit is None
+            and not any(b in ("c", "place", "nir") for b in opts.backends))
 
 
 def score(graph: Any, x: np.ndarray, ann_pred: np.ndarray, steps: list[int],
@@ -126,6 +137,29 @@ def score(graph: Any, x: np.ndarray, ann_pred: np.ndarray, steps: list[int],
     lp = {t: logp[t] / n for t in steps}
     return {"agreement": at, "log_prob": lp,
             "key": (float(np.mean(list(at.values()))), float(np.mean(list(lp.values()))))}
+
+
+def stage2_picks(tried: list[tuple[Options, dict[str, Any]]]) -> list[int]:
+    """Which stage-1 recipes get bias calibration: the STAGE2 best, and the best of each
+    charge option (none, v_init, shift bias), of each norm kind (one threshold per
+    layer, per channel) and with and without signed neurons not among them, best first.
+    Decision: bias calibration reorders recipes (it removes the mean error that sinks a
+    recipe in stage 1: a per-channel norm with a residual join's over-firing, say), so
+    the best stage-1 recipes alone miss the best calibrated one; the best of every
+    family is calibrated too, at one bias calibration each."""
+    ranked = sorted(range(len(tried)), key=lambda i: (tried[i][1]["key"], -i), reverse=True)
+    picks = ranked[:STAGE2]
+
+    def family(o: Options) -> tuple[Any, ...]:
+        return (o.v_init, o.shift_bias), o.norm.startswith("channel"), o.signed
+
+    for fam in (lambda o: family(o)[0], lambda o: family(o)[1], lambda o: family(o)[2]):
+        seen = {fam(tried[i][0]) for i in picks}
+        for i in ranked:
+            if fam(tried[i][0]) not in seen:
+                seen.add(fam(tried[i][0]))
+                picks.append(i)
+    return sorted(picks, key=ranked.index)
 
 
 @dataclass
@@ -169,9 +203,7 @@ def tune(model: onnx.ModelProto, calib_x: np.ndarray, opts: Options,
     for o in stage1:
         run(o)
     if stage2:
-        ranked = sorted(range(len(tried)), key=lambda i: (tried[i][1]["key"], -i),
-                        reverse=True)
-        for i in ranked[:STAGE2]:
+        for i in stage2_picks(tried):
             run(dataclasses.replace(tried[i][0], calibrate_bias=True))
     chosen, conv = tried[best[0]][0], best[1]
     report = {

@@ -56,11 +56,12 @@ class Graph:
 
     def spike_values(self) -> set[str]:
         """Values that carry binary spikes (0/1) at every step (ir/semantics.py rules):
-        outputs of IF populations, spiking max-pools, the spiking softmax, Poisson encoders,
-        and data-moving ops over spikes only."""
+        outputs of IF populations (not signed ones), spiking max-pools, the spiking
+        softmax, Poisson encoders, and data-moving ops over spikes only."""
         spikes: set[str] = set()
         for op in self.ops:
-            attrs = {"coding": getattr(op, "coding", None)}
+            attrs = {"coding": getattr(op, "coding", None),
+                     "signed": getattr(op, "signed", False)}
             if carries_spikes(op.kind, attrs, [v in spikes for v in op.inputs()]):
                 spikes.add(op.out)
         return spikes

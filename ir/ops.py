@@ -454,6 +454,14 @@ class IFNeuron(Op):
     #: sets it to T1 on bounded neurons: the ANN clips them at one spike per input step,
     #: and without the cap the drain steps would release charge above the clip
     max_spikes: int = attr(0)
+    #: signed spikes (Wang et al., IJCAI 2022, "signed neuron with memory"): besides a
+    #: +1 spike where V >= threshold (then V -= threshold), a -1 spike where V < 0 while
+    #: the neuron's net count (positive minus negative spikes) is positive (then
+    #: V += threshold). The net count stays floor(max(V0 + sum I, 0) / threshold) (up to
+    #: one spike per step): a spike fired on an early transient is taken back when later
+    #: input cancels it, the over-firing that residual joins cause at short T. Outputs are
+    #: -1/0/+1, so synapses fed by it are not binary; reset must be subtract
+    signed: bool = attr(False)
     kind: ClassVar[str] = "if"
     spiking: ClassVar[bool] = True
 
@@ -472,6 +480,8 @@ class IFNeuron(Op):
             raise self.error("thresholds must be positive")
         if self.max_spikes < 0:
             raise self.error(f"max_spikes must be >= 0, got {self.max_spikes}")
+        if self.signed and (self.reset != "subtract" or self.max_spikes):
+            raise self.error("signed neurons reset by subtraction and have no spike cap")
         return shapes[0]
 
 

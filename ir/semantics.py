@@ -126,8 +126,10 @@ MOVES_DATA = ("flatten", "reshape", "pad", "concat")
 
 
 def emits_spikes(kind: str, attrs: Mapping[str, Any]) -> bool:
-    """The op's output is binary spikes whatever its input."""
-    return (kind in SPIKE_SOURCES or kind in ("spikemaxpool", "ttfsmaxpool")
+    """The op's output is binary spikes whatever its input (a signed neuron's is not:
+    -1/0/+1)."""
+    return ((kind in SPIKE_SOURCES and not attrs.get("signed"))
+            or kind in ("spikemaxpool", "ttfsmaxpool")
             or (kind == "encode" and attrs.get("coding") == "poisson"))
 
 

@@ -17,14 +17,17 @@ from snnc.passes.normalize import Normalize
 from snnc.passes.quantize import Quantize  # C backend (issue 4)
 from snnc.passes.relu_before_maxpool import ReluBeforeMaxPool
 from snnc.passes.shift_bias import ShiftBias
+from snnc.passes.signed_neurons import SignedNeurons
 from snnc.passes.ttfs import ConvertToTtfs, NegateWeights, OffsetCompensation, TtfsSchedule
 
 PASSES: dict[str, type[Pass]] = {
     p.name: p for p in (FoldBatchNorm, FoldAffine, ReluBeforeMaxPool, Normalize, ShiftBias,
-                       ConvertToSnn, FiniteInput, CalibrateBias, Quantize, ConvertToTtfs,
+                       ConvertToSnn, FiniteInput, SignedNeurons, CalibrateBias, Quantize,
+                       ConvertToTtfs,
                        OffsetCompensation, TtfsSchedule, NegateWeights)
 }
 
 __all__ = ["PASSES", "CalibrateBias", "ConvertToSnn", "ConvertToTtfs", "FiniteInput",
            "FoldAffine", "FoldBatchNorm", "NegateWeights", "Normalize", "OffsetCompensation",
-           "Pass", "PassContext", "Quantize", "ReluBeforeMaxPool", "ShiftBias", "TtfsSchedule"]
+           "Pass", "PassContext", "Quantize", "ReluBeforeMaxPool", "ShiftBias", "SignedNeurons",
+           "TtfsSchedule"]

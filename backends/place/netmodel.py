@@ -160,6 +160,10 @@ def build(graph: Graph) -> NetModel:
     for op in graph.ops:
         kind = None
         if isinstance(op, O.IFNeuron):
+            if op.signed:
+                raise SnncError("signed neurons (-1 spikes) have no counterpart on the chip "
+                                "targets", node=op.origin or op.name,
+                                hint="compile without --signed-neurons to place the network")
             kind = "if"
         elif isinstance(op, O.SpikeMaxPool):
             kind = "gate"

@@ -193,8 +193,8 @@ class NativeKernels:
     # ------------------------------------------------------------ spiking ops -------
     def step(self, op: dict[str, Any], params: dict[str, np.ndarray], fixed: bool
              ) -> Callable | None:
-        if op["kind"] == "if":
-            return self._if_step(op, params, fixed)
+        if op["kind"] == "if":  # signed neurons: the runtime's own kernel
+            return None if op["attrs"].get("signed") else self._if_step(op, params, fixed)
         if op["kind"] == "spikemaxpool":
             return self._gate_step(op, fixed)
         return None

@@ -498,12 +498,36 @@ def s_if(c: Chunk, op, ins, scan: Callable | None = None):
         v = np.empty(shape, c.dtype)
         v[...] = S.fixed_v_init(th, a["v_init"]) if c.fixed else th * F32(a["v_init"])
         c.state[name] = v
+    if a.get("signed"):
+        return _if_signed(c, name, v, sig, th)
     cap = a.get("max_spikes", 0)
     count = c.state.setdefault(name + ".count", np.zeros(shape, c.dtype)) if cap else None
     out = np.empty((c.n,) + shape, c.dtype)
     counted = (scan or _if_scan)(v, sig.data, sig.const, th, a["reset"] == "zero", cap,
                                  count, out, c.fixed, c.counts.get(name))
     return Signal(out, False, True, bool(counted))
+
+
+def _if_signed(c: Chunk, name: str, v: np.ndarray, sig: Signal, th: np.ndarray) -> Signal:
+    """A signed neuron (IFNeuron.signed) over the chunk: V += I; +1 where V >= theta;
+    else -1 where V < 0 and the net count is positive; V -= theta * spike. Its net count
+    (the rate it codes) is kept in the state; its spike events (|spike|, what SynOps and
+    energy count) go to the state's events, read by Network.simulate."""
+    net = c.state.setdefault(name + ".net", np.zeros(v.shape, c.dtype))
+    events = c.state.setdefault(name + ".events", np.zeros(v.shape, c.dtype))
+    out = np.empty((c.n,) + v.shape, c.dtype)
+    for i in range(c.n):
+        np.add(v, sig.data[0 if sig.const else i], out=v)
+        if c.fixed:
+            np.clip(v, S.I32_MIN, S.I32_MAX, out=v)
+        pos = v >= th
+        neg = (v < 0) & (net > 0)
+        s = out[i]
+        np.subtract(pos, neg, out=s, dtype=c.dtype)
+        np.subtract(v, s * th, out=v)
+        net += s
+        events += pos | neg
+    return Signal(out, False, False)
 
 
 def _if_scan(v, data, const, th, zero, cap, count, out, fixed, total=None) -> bool:
@@ -891,6 +915,8 @@ class Network:
         ins = [self.value_kind.get(v, "dense") for v in op["inputs"]]
         if S.carries_spikes(op["kind"], op["attrs"], [k == "spikes" for k in ins]):
             return "spikes"
+        if op["kind"] == "if":  # signed spikes: -1/0/+1, zero where none fired
+            return "sparse"
         keeps_zeros = (op["kind"] in S.MOVES_DATA + ("avgpool", "add")
                        or (op["kind"] == "affine" and not op["params"].get("shift")))
         return "sparse" if keeps_zeros and ins and "dense" not in ins else "dense"
@@ -1099,6 +1125,9 @@ class Network:
             if t0 == marks[mi]:
                 for op in sources:
                     cnt = counts[op["name"]]
+                    if op["attrs"].get("signed"):  # events (+1 and -1), not the net count
+                        cnt = np.concatenate([st[op["name"] + ".events"]
+                                              for st, _, _, _ in tile_state])
                     spikes[op["name"]][mi] = float(cnt.sum(dtype=np.float64))
                     synops[mi] += float(cnt.reshape(b, -1).sum(axis=0, dtype=np.float64)
                                         @ fanout[op["out"]].reshape(-1))

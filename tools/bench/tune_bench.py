@@ -8,11 +8,12 @@ split (1000 images), calibration data build/models/mnist_calib.npz (500 training
   - tuned: `--timesteps T` alone (--tune auto: recipes scored on held-out calibration
     inputs, never on test data), with its choice and compile time;
   - oracle: the best setting of `snnc sweep` on the test data over the same grid the
-    tuner searches (norms x {-, v_init 0.5, shift bias} x bias calibration) at T;
+    tuner searches (norms x {-, v_init 0.5, shift bias} x bias calibration x signed
+    neurons) at T;
   - no decay: compiled once with `--timesteps 8,32,256`, evaluated at 8, 32 and 256;
   - compile time: plain, one bias calibration (--calibrate-bias, tune off), tuned;
-and for the ResNet the accuracy curve T=4..256 before (plain, compiled for T=64) and
-after (tuned with --timesteps 4,8,...,256).
+and for the ResNet `--timesteps 16` alone, and the accuracy curve T=4..256 before
+(plain, compiled for T=64) and after (tuned with --timesteps 4,8,...,256).
 
     python tools/bench/tune_bench.py [--models mlp,cnn_avg,...] [--t 8] [--md FILE]
 """
@@ -80,8 +81,10 @@ def main() -> int:
         oracle = "-"
         if not a.no_oracle:
             norms = ",".join(norms_for(Options(timesteps=T)))
-            grid = sweep_settings(norms=norms, v_inits="0,0.5", calibrate_bias="no,yes")
-            grid += sweep_settings(norms=norms, shift_bias="yes", calibrate_bias="no,yes")
+            grid = sweep_settings(norms=norms, v_inits="0,0.5", calibrate_bias="no,yes",
+                                  signed="no,yes")
+            grid += sweep_settings(norms=norms, shift_bias="yes", calibrate_bias="no,yes",
+                                   signed="no,yes")
             res = sweep(path, calib, MODELS_DIR / "mnist_test.npz", [T], grid)
             best = next(b for b in res["best"] if b["timesteps"] == T)
             oracle = f"{best['accuracy']:.4f} ({best['setting']})"
@@ -97,6 +100,12 @@ def main() -> int:
                          x, y, CURVE)
             after_net = snnc.compile_model(path, calib=calib, timesteps=CURVE, tune="auto")
             after = acc(after_net, x, y, CURVE)
+            t16, s16 = timed(snnc.compile_model, path, calib=calib, timesteps=16,
+                             tune="auto")
+            a16 = acc(t16, x, y, [16])[16]
+            curves += ["", f"ResNet at T=16 with `--timesteps 16` alone: {a16:.4f} (ANN "
+                       f"{ann:.4f}, {100 * (a16 - ann):+.1f} pp; "
+                       f"{t16.report['tune']['chosen']}; compile {s16:.1f} s)"]
             curves += ["", f"ResNet accuracy vs T (ANN {ann:.4f})", "",
                        "| recipe | " + " | ".join(f"T={t}" for t in CURVE) + " |",
                        "|---|" + "---|" * len(CURVE),
