@@ -300,15 +300,17 @@ def convert(model: onnx.ModelProto, opts: Options, *, calib_x: np.ndarray | None
             dumps: dict[str, bytes] | None = None,
             timings: dict[str, float] | None = None, structure_only: bool = False,
             calibration: OnnxCalibration | None = None, progress: Progress | None = None,
-            simulator: Simulator | None = None
+            simulator: Simulator | None = None, imported: ImportResult | None = None
             ) -> tuple[ImportResult, Graph, PassContext]:
     """Import and run the pipeline (no files written). structure_only: no data at all,
     every scale 1 (what `snnc check` needs to find conversion problems). `calibration`
     (instead of calib_x) reuses activations computed for an earlier conversion.
     progress: a progress reporter for long passes (bias calibration). simulator: what
-    passes simulate with (default: this process's; distributed.ClusterSimulator)."""
-    imported = import_model(model)
-    graph = imported.graph
+    passes simulate with (default: this process's; distributed.ClusterSimulator).
+    imported: model's import_model() result, reused (the tuner converts one model many
+    times)."""
+    imported = imported or import_model(model)
+    graph = imported.graph.copy()  # the meta below is this conversion's
     if len(graph.inputs) != 1:
         raise SnncError(f"the model has {len(graph.inputs)} inputs; snnc converts networks "
                         "with exactly one input")

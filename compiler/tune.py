@@ -183,7 +183,8 @@ def tune(model: onnx.ModelProto, calib_x: np.ndarray, opts: Options,
         raise SnncError("--tune auto needs calibration data to score recipes on",
                         hint="pass --calib CALIB.npz, or --tune off")
     t0 = time.perf_counter()
-    model = import_model(model).model  # what convert() calibrates on
+    imported = import_model(model)  # imported once, converted by every candidate
+    model = imported.model  # what convert() calibrates on
     steps = opts.target_steps() if opts.fit is None else [opts.total_timesteps()]
     fit_idx, held_idx = split(len(calib_x), opts.seed)
     x_fit, x_held = calib_x[fit_idx], calib_x[held_idx]
@@ -193,7 +194,8 @@ def tune(model: onnx.ModelProto, calib_x: np.ndarray, opts: Options,
     best: list[Any] = [None, None]  # (index into tried, conversion): only the best is kept
 
     def run(o: Options) -> None:
-        conv = convert(model, o, calibration=calibration, progress=progress)
+        conv = convert(model, o, calibration=calibration, progress=progress,
+                       imported=imported)
         sc = score(conv[1], x_held, ann_pred, steps)
         tried.append((o, sc))
         if best[0] is None or sc["key"] > tried[best[0]][1]["key"]:  # ties: earlier stays

@@ -116,12 +116,22 @@ def main() -> int:
     compute = t_eval1_worker = rows[0][1]  # 1 worker: all compute on one core
     per_sample = compute / n_eval
     big, batch = 50_000, 100
-    result_bytes = len(pickle.dumps(ref_eval.get("diagnostics")))  # about one part's size
+    # what a task returns: the EvalPart of one shard (a tally, diagnostics with per-batch
+    # terms), measured on a shard of the size the 64-worker case cuts (2 batches)
+    from snnc.data import open_data
+    from snnc.driver import eval_part
+    from snnc.frontend import load_model
+
+    data = open_data(shards, graph.shape(graph.inputs[0]), need_labels=True, classes=10)
+    part = eval_part(graph, load_model(model), data, 0, 2 * batch, batch, steps,
+                     diagnose=True, tiles=1)
+    result_bytes = len(pickle.dumps(part))
     lines += ["", f"Cost model for {big:,} images (ImageNet-val-sized) with this network at "
               f"T = {max(steps)}: measured one-worker time per image {per_sample * 1000:.2f} "
               f"ms (eval with diagnostics), task overhead {per_task[1] * 1000:.1f} ms, "
-              f"network shipped once per worker ({graph_bytes / 1e6:.2f} MB pickled), each "
-              f"task returns about {result_bytes / 1e3:.0f} kB.",
+              f"network shipped once per worker ({graph_bytes / 1e6:.2f} MB pickled), a task "
+              f"of 2 batches returns {result_bytes / 1e3:.0f} kB (its tally and diagnostics; "
+              "larger shards add a few floats per batch).",
               "Assumptions: every worker is one core as fast as this machine's; workers "
               "read their shards from a shared file system at >= 100 MB/s each (an image "
               f"here is {x[0].nbytes} B: reading is < 1% of the time); the scatter runs "
