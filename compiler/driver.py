@@ -300,7 +300,8 @@ def convert(model: onnx.ModelProto, opts: Options, *, calib_x: np.ndarray | None
             dumps: dict[str, bytes] | None = None,
             timings: dict[str, float] | None = None, structure_only: bool = False,
             calibration: OnnxCalibration | None = None, progress: Progress | None = None,
-            simulator: Simulator | None = None, imported: ImportResult | None = None
+            simulator: Simulator | None = None, imported: ImportResult | None = None,
+            memo: dict[tuple[str, ...], Any] | None = None
             ) -> tuple[ImportResult, Graph, PassContext]:
     """Import and run the pipeline (no files written). structure_only: no data at all,
     every scale 1 (what `snnc check` needs to find conversion problems). `calibration`
@@ -308,7 +309,8 @@ def convert(model: onnx.ModelProto, opts: Options, *, calib_x: np.ndarray | None
     progress: a progress reporter for long passes (bias calibration). simulator: what
     passes simulate with (default: this process's; distributed.ClusterSimulator).
     imported: model's import_model() result, reused (the tuner converts one model many
-    times)."""
+    times); memo: run_passes' memo of pipeline prefixes, shared by conversions of one
+    model with one calibration and the same stored T."""
     imported = imported or import_model(model)
     graph = imported.graph.copy()  # the meta below is this conversion's
     if len(graph.inputs) != 1:
@@ -327,7 +329,7 @@ def convert(model: onnx.ModelProto, opts: Options, *, calib_x: np.ndarray | None
     ctx.notes["pipeline"] = pipeline_spec(passes)
     graph = run_passes(graph, passes, ctx,
                        print_ir_after_all=print_ir_after_all, dumps=dumps,
-                       timings=timings)
+                       timings=timings, memo=memo)
     return imported, graph, ctx
 
 

@@ -102,11 +102,31 @@ def pipeline_spec(passes: list[Pass]) -> str:
 
 def run_passes(graph: Graph, passes: list[Pass], ctx: PassContext, *,
                print_ir_after_all: TextIO | None = None, dumps: dict[str, bytes] | None = None,
-               timings: dict[str, float] | None = None) -> Graph:
+               timings: dict[str, float] | None = None,
+               memo: dict[tuple[str, ...], Any] | None = None) -> Graph:
+    """Run the passes in order, checking each one's required facts and verifying the
+    graph after it. memo (optional, for many pipelines over one graph and one pass
+    context, such as the tuner's candidates): the graph (and the notes the passes wrote)
+    after every pipeline prefix, keyed by the prefix's pass specs; a pipeline resumes
+    after its longest memoized prefix (passes are pure functions of graph and context)."""
     verify(graph)
     if dumps is not None:  # the IR after every pass, NN-pass.snnir -> text (--dump-ir)
         dumps["00-import.snnir"] = print_graph(graph).encode()
+    start = 0
+    if memo is not None and dumps is None and print_ir_after_all is None:
+        specs = tuple(p.spec() for p in passes)
+        for k in range(len(passes), 0, -1):
+            hit = memo.get(specs[:k])
+            if hit is not None:
+                graph, notes = hit[0].copy(), hit[1]
+                ctx.notes.update(notes)
+                start = k
+                break
+    else:
+        memo = None
     for i, p in enumerate(passes, start=1):
+        if i <= start:
+            continue
         missing = p.requires - graph.facts
         if missing:
             makers = sorted({q.name for q in PASSES.values() if q.establishes & missing})
@@ -115,9 +135,15 @@ def run_passes(graph: Graph, passes: list[Pass], ctx: PassContext, *,
                             hint=f"run {' or '.join(makers) or 'the pass establishing it'} "
                                  "before it in the pipeline")
         t0 = time.perf_counter()
+        before = dict(ctx.notes) if memo is not None else None
         graph = p.run(graph, ctx)
         graph.facts = (graph.facts - p.invalidates) | p.establishes
         verify(graph)
+        if memo is not None and before is not None:
+            prev = memo.get(tuple(q.spec() for q in passes[:i - 1]), (None, {}))[1]
+            wrote = {k: v for k, v in ctx.notes.items() if k not in before or
+                     before[k] is not v}
+            memo[tuple(q.spec() for q in passes[:i])] = (graph.copy(), {**prev, **wrote})
         if timings is not None:
             timings[p.name] = timings.get(p.name, 0.0) + time.perf_counter() - t0
         if print_ir_after_all is not None:

@@ -184,6 +184,7 @@ def tune(model: onnx.ModelProto, calib_x: np.ndarray, opts: Options,
                         hint="pass --calib CALIB.npz, or --tune off")
     t0 = time.perf_counter()
     imported = import_model(model)  # imported once, converted by every candidate
+    memo: dict[tuple[str, ...], Any] = {}  # candidates share pipeline prefixes
     model = imported.model  # what convert() calibrates on
     steps = opts.target_steps() if opts.fit is None else [opts.total_timesteps()]
     fit_idx, held_idx = split(len(calib_x), opts.seed)
@@ -195,7 +196,7 @@ def tune(model: onnx.ModelProto, calib_x: np.ndarray, opts: Options,
 
     def run(o: Options) -> None:
         conv = convert(model, o, calibration=calibration, progress=progress,
-                       imported=imported)
+                       imported=imported, memo=memo)
         sc = score(conv[1], x_held, ann_pred, steps)
         tried.append((o, sc))
         if best[0] is None or sc["key"] > tried[best[0]][1]["key"]:  # ties: earlier stays

@@ -146,6 +146,36 @@ def test_native_reset_and_spike_budget(tmp_path, monkeypatch, reset):
 
 
 @need_native
+@pytest.mark.parametrize("pool", list(POOLS))
+@pytest.mark.parametrize("per_channel", [False, True], ids=["one-threshold", "per-channel"])
+def test_native_signed_neurons(tmp_path, monkeypatch, pool, per_channel):
+    """Signed neurons (-1/0/+1): the native scan reproduces numpy's spikes and outputs
+    exactly (dense synapses), its event counts too; on event synapses (values -1 and
+    +1 taken as weights' multipliers) within summation order."""
+    _force(monkeypatch, "dense")
+    g, x = _graph(tmp_path, pool=pool, per_channel=per_channel, v_init=0.25, signed=True)
+    assert any(op.signed for op in g.ops if isinstance(op, O.IFNeuron))
+    ref = _trace(g, x, None)
+    assert any((v < 0).any() for v in ref[1].values())
+    _same(ref, _trace(g, x, [native.NativeKernels(LIB)]))
+    _same(ref, _trace(g, x, [native.NativeKernels(LIB, threads=3)]))
+    a = network(g).simulate(x, 20, marks=[7])
+    b = network(g, [native.NativeKernels(LIB)], threads=2).simulate(x, 20, marks=[7])
+    for k in a["spikes"]:
+        np.testing.assert_array_equal(a["spikes"][k], b["spikes"][k], err_msg=k)
+    np.testing.assert_array_equal(a["synops"], b["synops"])
+    monkeypatch.undo()  # _force builds on the current costs
+    _force(monkeypatch, "event")
+    kernels = native.NativeKernels(LIB)
+    got = _trace(g, x, [kernels])
+    assert kernels.calls["event"] > 0
+    scale = float(np.abs(ref[0]).max())
+    np.testing.assert_allclose(got[0], ref[0], rtol=1e-4, atol=1e-4 * scale)
+    for k in ref[1]:
+        assert (ref[1][k] == got[1][k]).mean() > 0.999, k
+
+
+@need_native
 @pytest.mark.parametrize("conv", list(CONVS))
 @pytest.mark.parametrize("avgpool", [False, True])
 def test_event_synapses(tmp_path, monkeypatch, conv, avgpool):

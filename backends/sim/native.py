@@ -147,6 +147,8 @@ def _bind(lib: Any) -> Any:
     for t in ("f32", "i64"):
         getattr(lib, f"snn_if_{t}").argtypes = [_I64] * 5 + [_P, _P, ctypes.c_int, _P, _I64,
                                                             ctypes.c_int, _I64, _P, _P, _P]
+        getattr(lib, f"snn_if_signed_{t}").argtypes = [_I64] * 5 + [_P, _P, ctypes.c_int,
+                                                                   _P, _I64, _P, _P, _P, _P]
         getattr(lib, f"snn_gate_{t}").argtypes = [_I64] * 4 + [_P] * 4
         getattr(lib, f"snn_conv_{t}").argtypes = [_I64, _I64] + [_P] * 8
         getattr(lib, f"snn_dense_{t}").argtypes = [_I64] * 4 + [_P] * 4
@@ -193,8 +195,8 @@ class NativeKernels:
     # ------------------------------------------------------------ spiking ops -------
     def step(self, op: dict[str, Any], params: dict[str, np.ndarray], fixed: bool
              ) -> Callable | None:
-        if op["kind"] == "if":  # signed neurons: the runtime's own kernel
-            return None if op["attrs"].get("signed") else self._if_step(op, params, fixed)
+        if op["kind"] == "if":
+            return self._if_step(op, params, fixed)
         if op["kind"] == "spikemaxpool":
             return self._gate_step(op, fixed)
         return None
@@ -208,13 +210,16 @@ class NativeKernels:
         th = np.asarray(params[op["params"]["threshold"]]).astype(dtype)
         per_neuron: dict[tuple, np.ndarray] = {}
 
-        def scan(v, data, const, th_, zero_, cap_, count, out, fixed_, total=None) -> bool:
-            shape = v.shape[1:]
+        def thresholds(shape: tuple) -> np.ndarray:
             thr = per_neuron.get(shape)
             if thr is None:  # one threshold, or one per neuron
                 thr = per_neuron[shape] = (th.reshape(1) if th.size == 1 else
                                            np.ascontiguousarray(np.broadcast_to(th, shape))
                                            .reshape(-1))
+            return thr
+
+        def scan(v, data, const, th_, zero_, cap_, count, out, fixed_, total=None) -> bool:
+            thr = thresholds(v.shape[1:])
             n, b = out.shape[:2]
             per = v[0].size
             d = np.ascontiguousarray(data, dtype)
@@ -223,7 +228,22 @@ class NativeKernels:
                 cap, _ptr(count), _ptr(out), _ptr(total)))
             return total is not None
 
-        return lambda c, op_, ins: runtime.s_if(c, op_, ins, scan=scan)
+        signed_fn = self.lib.snn_if_signed_i64 if fixed else self.lib.snn_if_signed_f32
+
+        def scan_signed(v, data, const, net, events, out, total=None) -> bool:
+            if total is None:
+                return False  # the runtime's kernel counts it
+            thr = thresholds(v.shape[1:])
+            n, b = out.shape[:2]
+            per = v[0].size
+            d = np.ascontiguousarray(data, dtype)
+            self._split(b * -(-per // IF_BLOCK), lambda lo, hi: signed_fn(
+                n, b, per, lo, hi, _ptr(v), _ptr(d), int(const), _ptr(thr), thr.size,
+                _ptr(net), _ptr(events), _ptr(out), _ptr(total)))
+            return True
+
+        return lambda c, op_, ins: runtime.s_if(
+            c, op_, ins, scan=scan_signed if op_["attrs"].get("signed") else scan)
 
     def _gate_step(self, op: dict[str, Any], fixed: bool) -> Callable:
         fn = self.lib.snn_gate_i64 if fixed else self.lib.snn_gate_f32

@@ -68,6 +68,45 @@ void K(snn_if)(int64_t n, int64_t b, int64_t per, int64_t lo, int64_t hi, T *v,
     }
 }
 
+/* Signed neurons (IFNeuron.signed), one step of m neurons: V += I; s = +1 where
+ * V >= theta, else -1 where V < 0 and the net count is positive; V -= theta * s;
+ * net += s; events += |s|; total += s (the net count of the chunk). */
+static void K(if_signed_row)(int64_t m, T *restrict v, const T *restrict in,
+                             T *restrict o, T *restrict tot, const T *restrict th,
+                             int64_t th_len, T *restrict net, T *restrict ev)
+{
+    for (int64_t k = 0; k < m; k++) {
+        const T t = th[th_len == 1 ? 0 : k];
+        const T x = SAT(v[k] + in[k]);
+        const T p = (T)(x >= t);
+        const T q = (T)(x < (T)0 && net[k] > (T)0);
+        const T s = p - q;
+        o[k] = s;
+        tot[k] += s;
+        net[k] += s;
+        ev[k] += p + q;
+        v[k] = x - s * t;
+    }
+}
+
+/* snn_if for signed neurons: net and events (b, per) are the neurons' net counts and
+ * spike events so far; the other arguments as snn_if's. */
+void K(snn_if_signed)(int64_t n, int64_t b, int64_t per, int64_t lo, int64_t hi, T *v,
+                      const T *data, int const_in, const T *th, int64_t th_len, T *net,
+                      T *events, T *out, T *total)
+{
+    const int64_t blocks = (per + IF_BLOCK - 1) / IF_BLOCK;
+    for (int64_t r = lo; r < hi; r++) {
+        const int64_t s = r / blocks, k0 = (r - s * blocks) * IF_BLOCK;
+        const int64_t m = per - k0 < IF_BLOCK ? per - k0 : IF_BLOCK;
+        const int64_t at = s * per + k0;
+        for (int64_t i = 0; i < n; i++)
+            K(if_signed_row)(m, v + at, data + (const_in ? 0 : i * b * per) + at,
+                             out + i * b * per + at, total + at,
+                             th_len == 1 ? th : th + k0, th_len, net + at, events + at);
+    }
+}
+
 /* ---------------------------------------------------------------- spiking max-pool --- */
 /* One output row of 2x2 windows with stride 2: counts += spikes, then per window the
  * spike of the first tap with the highest count. */

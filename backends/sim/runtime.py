@@ -499,7 +499,7 @@ def s_if(c: Chunk, op, ins, scan: Callable | None = None):
         v[...] = S.fixed_v_init(th, a["v_init"]) if c.fixed else th * F32(a["v_init"])
         c.state[name] = v
     if a.get("signed"):
-        return _if_signed(c, name, v, sig, th)
+        return _if_signed(c, name, v, sig, th, scan)
     cap = a.get("max_spikes", 0)
     count = c.state.setdefault(name + ".count", np.zeros(shape, c.dtype)) if cap else None
     out = np.empty((c.n,) + shape, c.dtype)
@@ -508,14 +508,22 @@ def s_if(c: Chunk, op, ins, scan: Callable | None = None):
     return Signal(out, False, True, bool(counted))
 
 
-def _if_signed(c: Chunk, name: str, v: np.ndarray, sig: Signal, th: np.ndarray) -> Signal:
+def _if_signed(c: Chunk, name: str, v: np.ndarray, sig: Signal, th: np.ndarray,
+               scan: Callable | None = None) -> Signal:
     """A signed neuron (IFNeuron.signed) over the chunk: V += I; +1 where V >= theta;
     else -1 where V < 0 and the net count is positive; V -= theta * spike. Its net count
     (the rate it codes) is kept in the state; its spike events (|spike|, what SynOps and
-    energy count) go to the state's events, read by Network.simulate."""
+    energy count) go to the state's events, read by Network.simulate. scan: a fused
+    implementation (native kernels: scan(v, data, const, net, events, out, total) ->
+    whether it added the chunk's net spikes to total)."""
     net = c.state.setdefault(name + ".net", np.zeros(v.shape, c.dtype))
     events = c.state.setdefault(name + ".events", np.zeros(v.shape, c.dtype))
     out = np.empty((c.n,) + v.shape, c.dtype)
+    if scan is not None:
+        # the signed neuron's own signature; the unsigned scan never reaches here
+        counted = scan(v, sig.data, sig.const, net, events, out, c.counts.get(name))
+        if counted:
+            return Signal(out, False, False, True)
     for i in range(c.n):
         np.add(v, sig.data[0 if sig.const else i], out=v)
         if c.fixed:
