@@ -16,7 +16,8 @@ nets their clip bounds): a user should not need to know the recipe zoo. The tune
    the best stage-1 recipes and the best of each family (stage2_picks; stage 2, the
    expensive part: one bias calibration each);
 4. keeps the recipe whose SNN agrees best with the ANN's predictions on the held-out
-   inputs, averaged over the target T values (so a recipe that decays past its T loses).
+   inputs, averaged over the target T values (so a recipe that decays past its T loses),
+   and ships it refitted on all the calibration inputs.
 
 Decision: the score is agreement with the ANN's top-1 prediction (no labels needed; the
 ANN is what the conversion approximates), averaged over the target T values; ties (common:
@@ -26,6 +27,9 @@ class; the earlier, simpler recipe wins an exact tie.
 Decision: held out: a third of the calibration inputs, at least 1, at most 2,000; with
 fewer than 20 inputs nothing is held out and the recipes are scored on the fitting data
 (the report says so).
+Decision: the shipped network is the chosen recipe fitted on every calibration input
+(one more conversion): the held-out part chooses the recipe without bias, and the
+thresholds and bias corrections then use all the data the user gave.
 Decision: options the user gave (norm, v_init, shift bias, bias calibration) stay fixed;
 only the others are searched. Finite input time, reset, readout and input coding are
 never searched.
@@ -209,12 +213,19 @@ def tune(model: onnx.ModelProto, calib_x: np.ndarray, opts: Options,
         for i in stage2_picks(tried):
             run(dataclasses.replace(tried[i][0], calibrate_bias=True))
     chosen, conv = tried[best[0]][0], best[1]
+    refit = len(held_idx) < len(calib_x)  # something was held out: fit on everything
+    scored_on = len(fit_idx)
+    if refit:
+        conv = convert(model, chosen, calibration=OnnxCalibration(model, calib_x),
+                       progress=progress, imported=imported)
+        fit_idx = np.arange(len(calib_x))
     report = {
         "chosen": setting_name(chosen),
         "options": {k: getattr(chosen, k) for k in TUNED},
         "fixed_by_user": sorted(fixed_fields(opts)),
         "timesteps": steps,
-        "fit_samples": int(len(fit_idx)),
+        "fit_samples": int(scored_on),  # the candidates' fitting part
+        "shipped_fit_samples": int(len(fit_idx)),  # the chosen one, refitted on all
         "held_out_samples": int(len(held_idx)),
         "held_out": bool(len(calib_x) >= MIN_SPLIT),
         "seed": opts.seed,
