@@ -131,8 +131,6 @@ def test_timesteps_alone_tunes_and_reports_the_choice(tuned):
     t = rep["tune"]
     assert t["timesteps"] == [8, 32] and t["held_out_samples"] + t["fit_samples"] == 500
     assert t["shipped_fit_samples"] == 500  # the chosen recipe, refitted on every input
-    assert rep["bias_calibration"]["samples"] == 256 if "calibrate-bias" in t["chosen"] \
-        else True
     names = [c["setting"] for c in t["candidates"]]
     assert t["chosen"] in names and len(names) >= 10
     best = max(c["mean_agreement"] for c in t["candidates"])
