@@ -250,10 +250,20 @@ HANDLED_ATTRS: dict[str, frozenset[str]] = {k: frozenset(v) for k, v in {
 }.items()}
 
 
+#: attributes decided against outside the simulator: the fixed-point lowering, the C
+#: backend and the NIR export refuse a non-default value with this reason (the simulator
+#: runs them); every attribute of a kind is in HANDLED_ATTRS or here
+SIMULATOR_ONLY_ATTRS: dict[str, dict[str, str]] = {
+    "if": {"signed": "signed neurons (-1 spikes) run in the simulator only"},
+}
+
+
 def check_attrs(op: Any, what: str, hint: str) -> None:
     """Refuse (op.error) an op that sets an attribute `what` does not implement."""
     for name, value in unhandled_attrs(op):
-        raise op.error(f"{what} does not implement attribute {name}={value!r}", hint=hint)
+        why = SIMULATOR_ONLY_ATTRS.get(op.kind, {}).get(name)
+        raise op.error(f"{what} does not implement attribute {name}={value!r}"
+                       + (f": {why}" if why else ""), hint=hint)
 
 
 def unhandled_attrs(op: Any) -> list[tuple[str, Any]]:

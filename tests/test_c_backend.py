@@ -768,12 +768,14 @@ def test_unknown_attributes_are_refused_not_ignored():
     in HANDLED_ATTRS and the C backend refuses a non-default value)."""
     import dataclasses
 
-    from snnc.ir.semantics import HANDLED_ATTRS, check_attrs
+    from snnc.ir.semantics import HANDLED_ATTRS, SIMULATOR_ONLY_ATTRS, check_attrs
 
     assert set(HANDLED_ATTRS) == set(TEMPLATES)
     for kind in TEMPLATES:
         declared = set(O.OPS[kind].fields_by_role("attr"))
-        assert declared == set(HANDLED_ATTRS[kind]), (
+        refused = set(SIMULATOR_ONLY_ATTRS.get(kind, {}))
+        assert not refused & HANDLED_ATTRS[kind]
+        assert declared == set(HANDLED_ATTRS[kind]) | refused, (
             f"op kind '{kind}' has attributes {sorted(declared - HANDLED_ATTRS[kind])} the "
             "C backend and fixed point do not implement: implement them (runtime integer "
             "mode, C template) and add them to HANDLED_ATTRS")
@@ -783,6 +785,9 @@ def test_unknown_attributes_are_refused_not_ignored():
         default=0, metadata={"role": "attr"}))], bases=(O.Accumulate,), frozen=True)
     with pytest.raises(Exception, match="extra=3"):
         check_attrs(fake(name="acc", out="y", x="x", extra=3), "the C backend", "hint")
+    signed = O.IFNeuron(name="n", out="y", x="x", threshold="t", signed=True)
+    with pytest.raises(Exception, match="signed=True: signed neurons"):
+        check_attrs(signed, "the C backend", "hint")
 
 
 @need_gcc

@@ -193,7 +193,8 @@ def test_eval_errors(case, model_files, capsys):
     err = _err_line(capsys)
     expect = {"label-too-big": "must be in [0, 10)", "label-negative": "labels range over",
               "npy": "single .npy array", "not-zip": "not an .npz archive",
-              "data-is-dir": "is a directory", "plots-is-file": "--plots",
+              # a folder is a data set of shards: this one holds calib.npz (no labels)
+              "data-is-dir": "calib.npz' has no labels", "plots-is-file": "--plots",
               "json-unwritable": "not a writable directory"}
     assert expect.get(case, "") in err
     assert not (d / "r.json").exists()

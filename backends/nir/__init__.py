@@ -123,7 +123,7 @@ import numpy as np
 from snnc.ir import ops as O
 from snnc.ir.errors import SnncError
 from snnc.ir.graph import Graph
-from snnc.ir.semantics import spatial_out
+from snnc.ir.semantics import SIMULATOR_ONLY_ATTRS, spatial_out
 
 OUT_DIR = "nir"
 MODEL_FILE = f"{OUT_DIR}/model.nir"
@@ -300,8 +300,10 @@ class _Builder:
             if f.metadata.get("role") != "attr" or f.name in handled:
                 continue
             if f.default is MISSING or getattr(op, f.name) != f.default:
+                why = SIMULATOR_ONLY_ATTRS.get(op.kind, {}).get(f.name)
                 raise op.error(f"the NIR backend does not implement attribute "
-                               f"{f.name}={getattr(op, f.name)!r}",
+                               f"{f.name}={getattr(op, f.name)!r}"
+                               + (f": {why}" if why else ""),
                                hint="export a network without it")
 
     def op_encode(self, op: O.Encode) -> None:
