@@ -1,5 +1,8 @@
 """signed-neurons: let hidden IF populations take back spikes (signed neurons with memory).
 
+METHODS 1 extended: the IF neuron of METHODS 1 codes a_l / theta_l only when its input
+stays positive; its rate error V_l(T) / (theta_l T) grows where the input changes sign.
+
 Residual joins and other places where a neuron's input is positive early and negative
 later make a rate-coded IF neuron over-fire at short T: its first spikes cannot be taken
 back, so its count codes max(first part, 0) + max(rest, 0) instead of max(sum, 0). A
