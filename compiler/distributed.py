@@ -171,7 +171,7 @@ def maybe_cluster(workers: int | None, scheduler: str | None) -> Iterator[Cluste
         yield c
 
 
-def _batch_ranges(n: int, batch: int, workers: int) -> list[tuple[int, int]]:
+def batch_ranges(n: int, batch: int, workers: int) -> list[tuple[int, int]]:
     """Sample ranges [lo, hi) of whole batches (shards of n samples)."""
     return [(a * batch, min(n, b * batch)) for a, b in shards(-(-n // batch), workers)]
 
@@ -192,7 +192,7 @@ def calibration_runner(cluster: Cluster, x: Any) -> Callable[..., Any]:
 
     def run(model: Any, names: list[str], batch: int) -> dict[str, Any]:
         mf = cluster.share(model)
-        ranges = _batch_ranges(len(x), batch, cluster.n_workers)
+        ranges = batch_ranges(len(x), batch, cluster.n_workers)
         jobs = [Job(f"calibration samples {lo}-{hi - 1}", hi - lo,
                     (mf, xf, lo, hi, names, batch)) for lo, hi in ranges]
         parts = cluster.run(_ort_rows, jobs, None, "calibration")
@@ -227,7 +227,7 @@ class ClusterSimulator(Simulator):
         if self._shared is None or self._shared[0] != key:
             self._shared = (key, self.cluster.share(x))
         gf = self.cluster.share(graph)
-        ranges = _batch_ranges(len(x), self.batch, self.cluster.n_workers)
+        ranges = batch_ranges(len(x), self.batch, self.cluster.n_workers)
         jobs = [Job(f"calibration samples {first + lo}-{first + hi - 1}", hi - lo,
                     (gf, self._shared[1], lo, hi, steps, ops, self.batch, self.threads))
                 for lo, hi in ranges]

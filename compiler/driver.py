@@ -782,7 +782,11 @@ def load(out_dir: str | Path) -> Graph:
 
 def ann_predictions(model: onnx.ModelProto, x: np.ndarray, batch: int = 100) -> np.ndarray:
     """The ANN's top-1 class per input (onnxruntime on the source model)."""
-    sess = ort_session(model)
+    return _ann_top1(ort_session(model), x, batch)
+
+
+def _ann_top1(sess: Any, x: np.ndarray, batch: int) -> np.ndarray:
+    """The top-1 class per input of an onnxruntime session, batch by batch."""
     return np.concatenate([outs[0].reshape(len(outs[0]), -1).argmax(axis=1)
                            for _, outs in ort_batches(sess, x, None, batch)]).astype(np.int64)
 
@@ -911,9 +915,7 @@ def eval_part(graph: Graph, model: onnx.ModelProto | None, data: Data, lo: int, 
     def items() -> Any:
         for off, xb, yb in data.batches(batch, lo, hi):
             if sess is not None:
-                pred = np.concatenate([o[0].reshape(len(o[0]), -1).argmax(axis=1)
-                                       for _, o in ort_batches(sess, xb, None, batch)])
-                ann[0] += int((pred == yb).sum())
+                ann[0] += int((_ann_top1(sess, xb, batch) == yb).sum())
             yield off, xb, yb
 
     t = runtime.tally(net, items(), steps, progress, obs)
@@ -945,7 +947,7 @@ def part_jobs(graph: Graph, model: onnx.ModelProto | None, data: Data, batch: in
     graph, model and data shared once (unless `shared` holds them already)."""
     import uuid
 
-    from snnc.distributed import Job, shards
+    from snnc.distributed import Job, batch_ranges
 
     token = uuid.uuid4().hex  # names this network in the workers' caches
     shared = dict(shared or {})
@@ -953,11 +955,10 @@ def part_jobs(graph: Graph, model: onnx.ModelProto | None, data: Data, batch: in
         if key not in shared:
             shared[key] = cluster.share(obj)
     n = len(data)
-    return [Job(data.where(a * batch, min(n, b * batch)), min(n, b * batch) - a * batch,
-                (shared["graph"], shared["model"], shared["data"], a * batch, b * batch,
-                 batch, steps),
+    return [Job(data.where(lo, hi), hi - lo,
+                (shared["graph"], shared["model"], shared["data"], lo, hi, batch, steps),
                 {"diagnose": diagnose, "tiles": cpus(), "token": token})
-            for a, b in shards(-(-n // batch), cluster.n_workers)]
+            for lo, hi in batch_ranges(n, batch, cluster.n_workers)]
 
 
 def merge_parts(parts: list[EvalPart]) -> EvalPart:
@@ -1200,9 +1201,7 @@ def _ann_part(model: onnx.ModelProto, data: Data, lo: int, hi: int, batch: int,
     sess = ort_session(model, threads)
     right = 0
     for _, xb, yb in data.batches(batch, lo, hi):
-        pred = np.concatenate([o[0].reshape(len(o[0]), -1).argmax(axis=1)
-                               for _, o in ort_batches(sess, xb, None, batch)])
-        right += int((pred == yb).sum())
+        right += int((_ann_top1(sess, xb, batch) == yb).sum())
     return right
 
 
@@ -1213,11 +1212,10 @@ def run_parts_ann(model: onnx.ModelProto, data: Data, batch: int, cluster: Any =
     n = len(data)
     if cluster is None:
         return _ann_part(model, data, 0, n, batch) / n
-    from snnc.distributed import Job, shards
+    from snnc.distributed import Job, batch_ranges
 
     dfut = (shared or {}).get("data") or cluster.share(data)
     mfut = cluster.share(model)
-    jobs = [Job(data.where(a * batch, min(n, b * batch)), min(n, b * batch) - a * batch,
-                (mfut, dfut, a * batch, b * batch, batch, 1))
-            for a, b in shards(-(-n // batch), cluster.n_workers)]
+    jobs = [Job(data.where(lo, hi), hi - lo, (mfut, dfut, lo, hi, batch, 1))
+            for lo, hi in batch_ranges(n, batch, cluster.n_workers)]
     return sum(cluster.run(_ann_part, jobs, None, "ann")) / n
